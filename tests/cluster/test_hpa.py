@@ -1,0 +1,112 @@
+"""The real HPA controller scales on CPU usage that kwok reports through metrics-server.
+
+kwok derives each pod's CPU usage from its ``kwok.x-k8s.io/usage-cpu`` annotation. The
+local cluster shortens the HPA sync period (5 s) and scale-down stabilization (20 s), so
+the round trip up and down takes a couple of minutes instead of ten.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from tests.cluster.manifests import KWOK_CPU_ANNOTATION, container, deployment
+from tests.support.kube import Kube, wait_until
+
+MAX_REPLICAS = 4
+
+
+def hpa(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 1,
+            "maxReplicas": MAX_REPLICAS,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def set_usage(kube: Kube, namespace: str, name: str, cpu: str) -> None:
+    """Roll the Deployment's pods to a new simulated CPU usage."""
+    patch = {"spec": {"template": {"metadata": {"annotations": {KWOK_CPU_ANNOTATION: cpu}}}}}
+    kube.kubectl(
+        "patch", "deployment", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+
+
+def replicas(kube: Kube, namespace: str, name: str) -> int:
+    return int(kube.get("deployment", name, namespace=namespace)["spec"].get("replicas", 0))
+
+
+def test_hpa_scales_up_on_cpu_and_back_down(kube: Kube, namespace: str) -> None:
+    name = "busy"
+    app = deployment(
+        name,
+        replicas=1,
+        annotations={KWOK_CPU_ANNOTATION: "20m"},
+        containers=[container(cpu="100m")],
+    )
+    kube.apply([app, hpa(name)], namespace=namespace)
+    kube.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=120s")
+
+    def hpa_utilization() -> int | None:
+        status = kube.get("hpa", name, namespace=namespace).get("status", {})
+        for metric in status.get("currentMetrics") or []:
+            current = metric.get("resource", {}).get("current", {})
+            if "averageUtilization" in current:
+                return int(current["averageUtilization"])
+        return None
+
+    # metrics-server needs two scrapes (15 s apart) before a pod has a CPU rate.
+    low = wait_until(hpa_utilization, timeout=120, interval=2, what="the HPA to read pod CPU")
+    assert low < 50, f"utilization {low}% with usage 20m of a 100m request"
+    assert replicas(kube, namespace, name) == 1
+
+    start = time.monotonic()
+    set_usage(kube, namespace, name, "200m")  # 200% of the request, target 50%
+    wait_until(
+        lambda: replicas(kube, namespace, name) == MAX_REPLICAS,
+        timeout=240,
+        interval=2,
+        what=f"the HPA to scale {name} up to {MAX_REPLICAS}",
+    )
+    up = time.monotonic() - start
+    kube.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=120s")
+
+    start = time.monotonic()
+    set_usage(kube, namespace, name, "5m")
+    wait_until(
+        lambda: replicas(kube, namespace, name) == 1,
+        timeout=300,
+        interval=2,
+        what=f"the HPA to scale {name} back down to 1",
+    )
+    down = time.monotonic() - start
+    sys.stderr.write(f"\n[hpa] scaled up in {up:.0f}s, down in {down:.0f}s\n")
+
+    events = kube.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.name={name}",
+        "-o",
+        "json",
+    )
+    reasons = {e.get("reason") for e in json.loads(events.stdout)["items"]}
+    assert "SuccessfulRescale" in reasons
