@@ -1,0 +1,62 @@
+# fastship: the verbs people type. `make help` lists them.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+include $(wildcard mk/*.mk)
+
+.PHONY: help venv run test test-fast lint fmt typecheck bench admin clean
+
+## help: list the targets
+help:
+	@grep -hE '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "installing fastship and its pinned dependencies into $(VENV)"
+	@$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+## venv: create .venv with the pinned dependencies
+venv: $(VENV)/.installed
+
+## run: serve the API on the embedded SQLite database at http://127.0.0.1:8000
+run: venv
+	@$(PY) -m app serve
+
+## admin: create an admin user (asks for email and password)
+admin: venv
+	@$(PY) -m app create-admin
+
+## lint: ruff (lint and format check) and mypy
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app operator tests bench
+
+## fmt: apply ruff's fixes and formatting
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## test: the whole suite: lint, then every test (builds the Kubernetes tools once)
+test: venv tools lint
+	$(BIN)/pytest
+
+## test-fast: the tests that need no cluster and no image build
+test-fast: venv
+	$(BIN)/pytest -m "not cluster and not image"
+
+## bench: service benchmarks against the ceiling app (needs wrk and Postgres)
+bench: venv
+	$(PY) -m bench.service
+
+## clean: remove the venv, caches and the local database
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""What routes depend on, as ``Annotated`` aliases so that signatures read plainly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.cache import Cache
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.errors import AppError
+from app.core.security import PasswordHashing, TokenError, Tokens
+from app.services.users import Principal, load_principal
+
+
+@dataclass
+class Services:
+    """Everything a process builds once at startup and shares between requests."""
+
+    settings: Settings
+    db: Database
+    cache: Cache
+    hashing: PasswordHashing
+    tokens: Tokens
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    async with services.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def _unauthorized(message: str) -> AppError:
+    return AppError(401, message, code="unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_principal(
+    services: ServicesDep,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    if not token:
+        raise _unauthorized("Not authenticated: send 'Authorization: Bearer <token>'")
+    try:
+        claims = services.tokens.decode(token)
+    except TokenError:
+        raise _unauthorized("Invalid or expired token") from None
+    principal = await load_principal(
+        session=session, cache=services.cache, user_id=claims.user_id
+    )
+    # A password change, role change or disable bumps the version: older tokens die.
+    if (
+        principal is None
+        or not principal.is_active
+        or principal.token_version != claims.token_version
+    ):
+        raise _unauthorized("Invalid or expired token")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+async def require_admin(principal: CurrentUser) -> Principal:
+    if not principal.is_admin:
+        raise AppError(403, "Admin role required", code="forbidden")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(require_admin)]

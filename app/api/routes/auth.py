@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.api.deps import ServicesDep, SessionDep
+from app.core import errors
+from app.schemas import Token
+from app.services import auth
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post(
+    "/token",
+    response_model=Token,
+    responses=errors.responses(401, 403, 422, 429),
+    summary="Log in with email and password",
+)
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    services: ServicesDep,
+    session: SessionDep,
+) -> Token:
+    """OAuth2 password flow: `username` is the email. Returns a bearer token.
+
+    After repeated failures for one email, further attempts get 429 with
+    `Retry-After` until the lockout ends."""
+    user = await auth.authenticate(
+        session=session,
+        hashing=services.hashing,
+        settings=services.settings,
+        email=form.username,
+        password=form.password,
+    )
+    token = services.tokens.issue(
+        user_id=user.id, token_version=user.token_version, role=user.role
+    )
+    return Token(
+        access_token=token, expires_in=int(services.tokens.lifetime.total_seconds())
+    )

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Response
+
+from app.api.deps import CurrentUser, ServicesDep, SessionDep
+from app.core import errors
+from app.schemas import ItemCreate, ItemPublic, ItemSort, ItemUpdate, Page, Text
+from app.services import audit, items
+from app.services.users import Principal
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+_record = audit.guarded("audit", audit.record)
+
+
+def _audit(
+    background: BackgroundTasks,
+    services: Any,
+    principal: Principal,
+    action: str,
+    item_id: uuid.UUID,
+    data: dict[str, Any] | None = None,
+) -> None:
+    background.add_task(
+        _record,
+        db=services.db,
+        actor_id=principal.id,
+        action=action,
+        entity="item",
+        entity_id=str(item_id),
+        data=data,
+    )
+
+
+@router.post("", response_model=ItemPublic, status_code=201, responses=errors.responses(401, 422))
+async def create_item(
+    body: ItemCreate,
+    principal: CurrentUser,
+    services: ServicesDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> ItemPublic:
+    item = await items.create(session=session, principal=principal, data=body)
+    _audit(background, services, principal, "create", item.id, body.model_dump(mode="json"))
+    return ItemPublic.model_validate(item)
+
+
+@router.get("", response_model=Page[ItemPublic], responses=errors.responses(401, 403, 422))
+async def list_items(
+    principal: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    q: Annotated[
+        Text | None,
+        Query(max_length=200, description="Text to find in name or description."),
+    ] = None,
+    owner_id: Annotated[
+        uuid.UUID | None, Query(description="Only this owner's items (admins only).")
+    ] = None,
+    sort: Annotated[ItemSort, Query(description="Sort key; prefix '-' for descending.")] = (
+        ItemSort.created_at_desc
+    ),
+) -> Page[ItemPublic]:
+    """Your items, newest first; admins see everyone's."""
+    rows, total = await items.list_items(
+        session=session,
+        principal=principal,
+        limit=limit,
+        offset=offset,
+        q=q,
+        owner_id=owner_id,
+        sort=sort,
+    )
+    return Page[ItemPublic](
+        items=[ItemPublic.model_validate(i) for i in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{item_id}", response_model=ItemPublic, responses=errors.responses(401, 404, 422))
+async def read_item(
+    item_id: uuid.UUID, principal: CurrentUser, services: ServicesDep, session: SessionDep
+) -> ItemPublic:
+    return await items.get_public(
+        session=session, cache=services.cache, principal=principal, item_id=item_id
+    )
+
+
+@router.patch("/{item_id}", response_model=ItemPublic, responses=errors.responses(401, 404, 422))
+async def update_item(
+    item_id: uuid.UUID,
+    body: ItemUpdate,
+    principal: CurrentUser,
+    services: ServicesDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> ItemPublic:
+    item, changed = await items.update(
+        session=session, cache=services.cache, principal=principal, item_id=item_id, changes=body
+    )
+    _audit(background, services, principal, "update", item.id, body.model_dump(mode="json",
+           exclude_unset=True))
+    return ItemPublic.model_validate(item)
+
+
+@router.delete("/{item_id}", status_code=204, responses=errors.responses(401, 404, 422))
+async def delete_item(
+    item_id: uuid.UUID,
+    principal: CurrentUser,
+    services: ServicesDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> Response:
+    await items.delete(
+        session=session, cache=services.cache, principal=principal, item_id=item_id
+    )
+    _audit(background, services, principal, "delete", item_id)
+    return Response(status_code=204)

@@ -1,0 +1,226 @@
+"""``python -m app``: serve, migrate, wait-for-schema, create-admin, settings-schema.
+
+Exit codes: 0 done, 1 the operation failed, 2 bad arguments or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app import __version__
+from app.core.config import Environment, Settings, format_validation_error
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(format_validation_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.core.logging import configure_logging
+
+    settings = _settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    configure_logging(settings.log_level)
+    if settings.environment is Environment.development:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        print(
+            f"fastship {__version__} on http://{shown}:{port}  "
+            f"(interactive docs: http://{shown}:{port}/docs; log in with Authorize)",
+            file=sys.stderr,
+            flush=True,
+        )
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        lifespan="on",
+        log_config=None,
+        access_log=False,  # the service writes its own JSON access log
+        server_header=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        reload=args.reload,
+        reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.core import schema
+
+    settings = _settings()
+    try:
+        status = schema.migrate(settings)
+    except Exception as exc:
+        print(f"migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _termination_message(args.termination_log, f"failed: {type(exc).__name__}")
+        return 1
+    revision = status.database_revision or ""
+    print(f"database at revision {revision} ({status.state.value})", flush=True)
+    # Kubernetes reads this file into the pod's status, where the operator finds it.
+    _termination_message(args.termination_log, revision)
+    return 0
+
+
+def _termination_message(path: str, text: str) -> None:
+    target = Path(path)
+    if target.parent.is_dir() and (target.exists() or path != "/dev/termination-log"):
+        try:
+            target.write_text(text)
+        except OSError:
+            pass
+
+
+def cmd_wait_for_schema(args: argparse.Namespace) -> int:
+    from app.core import schema
+
+    settings = _settings()
+    try:
+        status = schema.wait_for_schema(settings, timeout=args.timeout, interval=args.interval)
+    except TimeoutError as exc:
+        print(f"gave up after {args.timeout:g}s: {exc}", file=sys.stderr)
+        return 1
+    print(status.describe(), flush=True)
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from app.core.db import Database
+    from app.core.errors import AppError
+    from app.core.security import PasswordHashing
+    from app.models import Role
+    from app.services import users
+
+    settings = _settings()
+    email = args.email or os.environ.get("FASTSHIP_ADMIN_EMAIL")
+    password = os.environ.get("FASTSHIP_ADMIN_PASSWORD")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    interactive = sys.stdin.isatty()
+    if not email and interactive:
+        email = input("Admin email: ").strip()
+    if not password and interactive:
+        password = getpass.getpass("Password (8 to 128 characters): ")
+        if getpass.getpass("Repeat password: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 2
+    if not email or not password:
+        print(
+            "create-admin needs an email and a password: pass --email and --password-stdin, "
+            "set FASTSHIP_ADMIN_EMAIL and FASTSHIP_ADMIN_PASSWORD, or run it in a terminal",
+            file=sys.stderr,
+        )
+        return 2
+    from app.schemas import UserCreate
+
+    try:
+        UserCreate(email=email, password=password, full_name=args.full_name)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        print(f"invalid admin: {problems}", file=sys.stderr)
+        return 2
+
+    async def create() -> int:
+        db = Database(settings)
+        try:
+            async with db.session() as session:
+                user = await users.create(
+                    session=session,
+                    hashing=PasswordHashing(settings),
+                    email=email,
+                    password=password,
+                    full_name=args.full_name,
+                    role=Role.admin,
+                )
+                print(f"created admin {user.email} ({user.id})")
+                return 0
+        except AppError as exc:
+            print(f"cannot create admin: {exc.detail}", file=sys.stderr)
+            return 1
+        finally:
+            await db.dispose()
+
+    return asyncio.run(create())
+
+
+def cmd_settings_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Settings.model_json_schema(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="fastship service. Settings come from FASTSHIP_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastship {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the API server (the default)")
+    serve.add_argument("--host", help="bind address (default: FASTSHIP_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: FASTSHIP_PORT)")
+    serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to this code's head")
+    migrate.add_argument(
+        "--termination-log",
+        default="/dev/termination-log",
+        help="file that receives the applied revision (Kubernetes termination message)",
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    wait = sub.add_parser("wait-for-schema", help="block until the schema serves this code")
+    wait.add_argument("--timeout", type=_positive, default=600.0, help="seconds (default 600)")
+    wait.add_argument("--interval", type=_positive, default=2.0, help="seconds between checks")
+    wait.set_defaults(func=cmd_wait_for_schema)
+
+    admin = sub.add_parser("create-admin", help="create a user with the admin role")
+    admin.add_argument("--email", help="or FASTSHIP_ADMIN_EMAIL")
+    admin.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (or set FASTSHIP_ADMIN_PASSWORD)",
+    )
+    admin.add_argument("--full-name")
+    admin.set_defaults(func=cmd_create_admin)
+
+    schema = sub.add_parser("settings-schema", help="print the JSON schema of the settings")
+    schema.set_defaults(func=cmd_settings_schema)
+    return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args = build_parser().parse_args(["serve", *(argv or [])])
+    result: int = args.func(args)
+    return result

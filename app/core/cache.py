@@ -1,0 +1,118 @@
+"""A small read-through cache: in-process by default, Redis when FASTSHIP_REDIS_URL is set.
+
+Values are JSON documents. A cache that fails (Redis down) behaves as a miss and
+logs a warning: it can slow the service down, never break it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from app.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> Any | None: ...
+    async def set(self, key: str, value: Any) -> None: ...
+    async def delete(self, *keys: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class NullCache:
+    async def get(self, key: str) -> Any | None:
+        return None
+
+    async def set(self, key: str, value: Any) -> None:
+        return None
+
+    async def delete(self, *keys: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryCache:
+    """LRU with a time-to-live, for one process."""
+
+    def __init__(self, *, ttl: float, max_entries: int) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    async def get(self, key: str) -> Any | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires, payload = entry
+        if expires < time.monotonic():
+            self._data.pop(key, None)
+            return None
+        self._data.move_to_end(key)
+        return json.loads(payload)
+
+    async def set(self, key: str, value: Any) -> None:
+        self._data[key] = (time.monotonic() + self._ttl, json.dumps(value, default=str))
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisCache:
+    """Shared by every replica, so that a write on one invalidates reads on all."""
+
+    def __init__(self, url: str, *, ttl: int, prefix: str = "fastship:") -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
+        )
+        self._ttl = ttl
+        self._prefix = prefix
+
+    async def get(self, key: str) -> Any | None:
+        try:
+            payload = await self._redis.get(self._prefix + key)
+        except Exception as exc:  # noqa: BLE001 - any Redis failure is a cache miss
+            log.warning("cache get failed", extra={"cache_error": type(exc).__name__})
+            return None
+        return None if payload is None else json.loads(payload)
+
+    async def set(self, key: str, value: Any) -> None:
+        try:
+            await self._redis.set(self._prefix + key, json.dumps(value, default=str), ex=self._ttl)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cache set failed", extra={"cache_error": type(exc).__name__})
+
+    async def delete(self, *keys: str) -> None:
+        if not keys:
+            return
+        try:
+            await self._redis.delete(*(self._prefix + key for key in keys))
+        except Exception as exc:  # noqa: BLE001
+            # A lost invalidation leaves a stale entry for at most one TTL.
+            log.warning("cache delete failed", extra={"cache_error": type(exc).__name__})
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def create_cache(settings: Settings) -> Cache:
+    if settings.cache_ttl_seconds == 0:
+        return NullCache()
+    if settings.redis_url is not None:
+        return RedisCache(settings.redis_url.get_secret_value(), ttl=settings.cache_ttl_seconds)
+    return MemoryCache(ttl=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries)

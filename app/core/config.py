@@ -1,0 +1,251 @@
+"""The service's settings: one class, read from the environment (prefix ``FASTSHIP_``).
+
+The same class is the schema that the operator validates ``AppConfig`` resources
+against, so every field carries a description, and fields that hold secrets are
+typed ``SecretStr`` and marked ``secret`` in their JSON schema: they may only come
+from Kubernetes Secrets, never from a ConfigMap or a custom resource.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "FASTSHIP_"
+
+# The signing key a development checkout runs with. Outside development the service
+# refuses to start with it (see Settings._check_production).
+DEVELOPMENT_SIGNING_KEY = "development-only-signing-key-change-me-before-production"  # noqa: S105
+
+_SECRET = {"secret": True}
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+StrList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Environment variable = ``FASTSHIP_`` + field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- runtime -------------------------------------------------------------------
+    environment: Environment = Field(
+        Environment.development,
+        description="development, test or production. Outside development the service "
+        "refuses to start with the built-in signing key.",
+    )
+    app_name: str = Field("fastship", min_length=1, max_length=64, description="Shown in docs.")
+    host: str = Field("127.0.0.1", description="Address `serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of the JSON log lines on stdout."
+    )
+    access_log: bool = Field(True, description="One JSON access-log line per request.")
+    root_path: str = Field("", description="Path prefix when served behind a proxy.")
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json.")
+    shutdown_timeout_seconds: float = Field(
+        25.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM, how long in-flight requests may take to finish.",
+    )
+
+    # --- database --------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the Postgres database "
+        "(postgresql+psycopg://user:password@host:5432/name). Secret. When neither this "
+        "nor database_host is set, an embedded SQLite file is used.",
+        json_schema_extra=_SECRET,
+    )
+    database_host: str | None = Field(None, description="Postgres host (instead of a URL).")
+    database_port: int = Field(5432, ge=1, le=65535, description="Postgres port.")
+    database_name: str = Field("fastship", min_length=1, description="Postgres database name.")
+    database_user: str = Field("fastship", min_length=1, description="Postgres user name.")
+    database_password: SecretStr | None = Field(
+        None, description="Postgres password. Secret.", json_schema_extra=_SECRET
+    )
+    database_sslmode: Literal[
+        "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
+    ] = Field("prefer", description="libpq sslmode for Postgres connections.")
+    sqlite_path: Path = Field(
+        Path(".data/fastship.db"), description="Embedded SQLite file, used without Postgres."
+    )
+    db_pool_size: int = Field(5, ge=1, le=200, description="Connections kept in the pool.")
+    db_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under load.")
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="Wait for a free connection before answering 503."
+    )
+    db_connect_timeout_seconds: int = Field(
+        5, ge=1, le=300, description="Timeout of one connection attempt."
+    )
+    db_statement_timeout_ms: int = Field(
+        15000, ge=0, le=3_600_000, description="Postgres statement_timeout; 0 disables it."
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        description="Run migrations when the server starts. Default: on for the embedded "
+        "SQLite file, off for Postgres (where `python -m app migrate` or the operator runs "
+        "them).",
+    )
+
+    # --- auth --------------------------------------------------------------------------
+    jwt_secret_key: SecretStr = Field(
+        SecretStr(DEVELOPMENT_SIGNING_KEY),
+        description="HMAC key that signs access tokens, at least 32 characters. Secret.",
+        json_schema_extra=_SECRET,
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", description="Signing algorithm of access tokens."
+    )
+    jwt_issuer: str = Field("fastship", min_length=1, description="`iss` of access tokens.")
+    jwt_audience: str = Field("fastship-api", min_length=1, description="`aud` of access tokens.")
+    access_token_expire_minutes: int = Field(
+        30, ge=1, le=7 * 24 * 60, description="Lifetime of an access token."
+    )
+    signup_enabled: bool = Field(True, description="Allow self-service signup.")
+    login_max_failures: int = Field(
+        5, ge=1, le=1000, description="Failed logins for one email before it is locked."
+    )
+    login_failure_window_seconds: int = Field(
+        900, ge=1, description="Failures older than this are forgotten."
+    )
+    login_lockout_seconds: int = Field(
+        300, ge=1, description="How long an email stays locked after too many failures."
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password hashes computed at once per process, so that logins cannot "
+        "starve the rest of the API of CPU.",
+    )
+    password_hash_memory_kib: int = Field(
+        65536, ge=19456, description="argon2id memory cost (OWASP minimum 19456 KiB)."
+    )
+    password_hash_time_cost: int = Field(3, ge=2, le=20, description="argon2id iterations.")
+    password_hash_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
+
+    # --- HTTP --------------------------------------------------------------------------
+    cors_origins: StrList = Field(
+        default_factory=list,
+        description="Origins allowed by CORS, comma-separated or a JSON list. Empty: CORS off.",
+    )
+    max_request_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger request bodies get 413."
+    )
+    gzip_minimum_bytes: int = Field(
+        1024, ge=0, description="Responses larger than this are gzipped when accepted."
+    )
+    default_page_size: int = Field(50, ge=1, le=100, description="`limit` when none is given.")
+
+    # --- cache -------------------------------------------------------------------------
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis URL for a cache shared by all replicas (redis://host:6379/0). "
+        "Secret. Without it each process caches in memory.",
+        json_schema_extra=_SECRET,
+    )
+    cache_ttl_seconds: int = Field(
+        30, ge=0, le=86400, description="Lifetime of cached entries; 0 disables the cache."
+    )
+    cache_max_entries: int = Field(
+        10000, ge=1, description="Entries kept by the in-process cache."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        key = self.jwt_secret_key.get_secret_value()
+        if self.environment is not Environment.development:
+            if key == DEVELOPMENT_SIGNING_KEY:
+                raise ValueError(
+                    "FASTSHIP_JWT_SECRET_KEY is the built-in development key; outside "
+                    "development set it to a random value of at least 32 characters, e.g. "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
+        if len(key) < 32:
+            raise ValueError(
+                "FASTSHIP_JWT_SECRET_KEY must be at least 32 characters long "
+                f"(it has {len(key)})"
+            )
+        if self.database_url is not None and self.database_host is not None:
+            raise ValueError(
+                "set either FASTSHIP_DATABASE_URL or FASTSHIP_DATABASE_HOST, not both"
+            )
+        return self
+
+    # --- derived -----------------------------------------------------------------------
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url is not None or self.database_host is not None
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.auto_migrate if self.auto_migrate is not None else not self.uses_postgres
+
+
+def secret_field_names() -> set[str]:
+    """Names of the fields that may only come from Secrets."""
+    return {
+        name
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+    }
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """Render settings errors as 'VARIABLE: problem' lines a person can act on."""
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        where = env_name(loc[0]) if loc else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
+        shown = ""
+        if loc and loc[0] not in secret_field_names() and isinstance(value, str | int | float):
+            shown = f" (got {value!r})"
+        lines.append(f"  {where}: {message}{shown}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,35 @@
+"""Prometheus metrics of the HTTP layer and the database pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+REQUESTS = Counter(
+    "fastship_http_requests_total",
+    "HTTP requests by route template, method and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "fastship_http_request_duration_seconds",
+    "Time from request start to the end of the response, by route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+IN_FLIGHT = Gauge("fastship_http_requests_in_flight", "Requests being served.")
+DB_POOL_IN_USE = Gauge(
+    "fastship_db_pool_connections_in_use", "Database connections checked out of the pool."
+)
+LOGIN_FAILURES = Counter("fastship_login_failures_total", "Failed login attempts.", ["reason"])
+BACKGROUND_FAILURES = Counter(
+    "fastship_background_task_failures_total", "Background tasks that raised.", ["task"]
+)
+
+
+def track_pool(connections_in_use: Callable[[], int]) -> None:
+    DB_POOL_IN_USE.set_function(lambda: float(connections_in_use()))
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

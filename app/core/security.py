@@ -1,0 +1,109 @@
+"""Password hashing (argon2id) and access tokens (JWT)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from app.core.config import Settings
+
+
+class PasswordHashing:
+    """argon2id hashing, run in worker threads and bounded in concurrency so that a
+    burst of logins cannot take every core away from the rest of the API."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.password_hash_time_cost,
+            memory_cost=settings.password_hash_memory_kib,
+            parallelism=settings.password_hash_parallelism,
+            type=Type.ID,
+        )
+        self._slots = asyncio.Semaphore(settings.password_hash_concurrency)
+        # Verified against when the account does not exist, so that a login for an
+        # unknown email costs the same as one with a wrong password.
+        self._dummy_hash = self._hasher.hash(uuid.uuid4().hex)
+
+    def hash_sync(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, hashed: str | None, password: str) -> bool:
+        """True when ``password`` matches ``hashed``; ``None`` costs a full check too."""
+        async with self._slots:
+            return await asyncio.to_thread(self._verify, hashed, password)
+
+    def _verify(self, hashed: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(hashed or self._dummy_hash, password) and hashed is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, hashed: str) -> bool:
+        return self._hasher.check_needs_rehash(hashed)
+
+
+class TokenError(Exception):
+    """The token is not one this service issued, or no longer valid."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    token_version: int
+    expires_at: datetime
+
+
+class Tokens:
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.jwt_secret_key.get_secret_value()
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self.lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+
+    def issue(self, *, user_id: uuid.UUID, token_version: int, role: str) -> str:
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "ver": token_version,
+            "role": role,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._key, algorithm=self._algorithm)
+
+    def decode(self, token: str) -> TokenClaims:
+        try:
+            # Exactly one algorithm is accepted: "none" and any asymmetric algorithm
+            # (key confusion) fail here.
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "nbf", "sub", "iss", "aud", "ver"]},
+                leeway=5,
+            )
+            return TokenClaims(
+                user_id=uuid.UUID(str(claims["sub"])),
+                token_version=int(claims["ver"]),
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise TokenError(str(exc)) from exc

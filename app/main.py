@@ -1,0 +1,135 @@
+"""The FastAPI application: wiring only. Endpoints live in app/api/routes/."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from sqlalchemy import func, select
+
+from app import __version__
+from app.api.deps import Services
+from app.api.routes import auth, health, items, users
+from app.core import errors, metrics, schema
+from app.core.cache import create_cache
+from app.core.config import Environment, Settings, get_settings
+from app.core.db import Database
+from app.core.middleware import RequestContextMiddleware
+from app.core.security import PasswordHashing, Tokens
+from app.models import Role, User
+
+log = logging.getLogger("fastship")
+
+DESCRIPTION = """
+Users and items behind OAuth2 password login.
+
+1. Sign up with `POST /api/v1/users/signup`, or use an admin created by
+   `python -m app create-admin`.
+2. Press **Authorize** and log in with your email as the username.
+3. Every error has the same shape: `code`, `message`, `details`, `request_id`.
+"""
+
+BOOTSTRAP_ADMIN_EMAIL = "admin@example.com"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.should_auto_migrate:
+            status = await asyncio.to_thread(schema.migrate, settings)
+            log.info("schema migrated", extra={"revision": status.database_revision})
+        db = Database(settings)
+        hashing = PasswordHashing(settings)
+        services = Services(
+            settings=settings,
+            db=db,
+            cache=create_cache(settings),
+            hashing=hashing,
+            tokens=Tokens(settings),
+        )
+        app.state.services = services
+        metrics.track_pool(db.connections_in_use)
+        if not settings.uses_postgres and settings.environment is Environment.development:
+            await _bootstrap_admin(services)
+        try:
+            yield
+        finally:
+            await services.cache.close()
+            await db.dispose()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title=settings.app_name,
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        root_path=settings.root_path,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    errors.install(app)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(auth.router)
+    api.include_router(users.router)
+    api.include_router(items.router)
+    app.include_router(api)
+    app.include_router(health.router)
+
+    # Added innermost first: requests pass RequestContext, then CORS, then GZip.
+    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_minimum_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        access_log=settings.access_log,
+    )
+    return app
+
+
+async def _bootstrap_admin(services: Services) -> None:
+    """On the embedded database's first start, create an admin and leave its password
+    in a file beside the database (never in a log line)."""
+    async with services.db.session() as session:
+        if (await session.scalar(select(func.count()).select_from(User))) or 0:
+            return
+        password = secrets.token_urlsafe(16)
+        session.add(
+            User(
+                email=BOOTSTRAP_ADMIN_EMAIL,
+                full_name="Admin",
+                hashed_password=await services.hashing.hash(password),
+                role=Role.admin.value,
+            )
+        )
+        await session.commit()
+    path = Path(services.settings.sqlite_path).expanduser().parent / "admin-password.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    print(
+        f"\nFirst start: created the admin {BOOTSTRAP_ADMIN_EMAIL}; its password is in "
+        f"{path}\n",
+        file=sys.stderr,
+        flush=True,
+    )
