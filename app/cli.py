@@ -16,15 +16,21 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app import __version__
-from app.core.config import Environment, Settings, format_validation_error
+from app.core.config import Environment, Settings, SettingsError, format_validation_error
 
 
-def _settings() -> Settings:
+def _settings(*, serving: bool = False) -> Settings:
     try:
-        return Settings()
+        settings = Settings()
+        if serving:
+            settings.check_can_serve()
     except ValidationError as exc:
         print(format_validation_error(exc), file=sys.stderr)
         raise SystemExit(2) from None
+    except SettingsError as exc:
+        print(f"invalid settings:\n  {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -32,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.core.logging import configure_logging
 
-    settings = _settings()
+    settings = _settings(serving=True)
     host = args.host or settings.host
     port = args.port or settings.port
     configure_logging(settings.log_level)

@@ -43,6 +43,7 @@ BOOTSTRAP_ADMIN_EMAIL = "admin@example.com"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_can_serve()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

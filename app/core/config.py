@@ -9,6 +9,8 @@ from Kubernetes Secrets, never from a ConfigMap or a custom resource.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -190,13 +192,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
         key = self.jwt_secret_key.get_secret_value()
-        if self.environment is not Environment.development:
-            if key == DEVELOPMENT_SIGNING_KEY:
-                raise ValueError(
-                    "FASTSHIP_JWT_SECRET_KEY is the built-in development key; outside "
-                    "development set it to a random value of at least 32 characters, e.g. "
-                    "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-                )
         if len(key) < 32:
             raise ValueError(
                 "FASTSHIP_JWT_SECRET_KEY must be at least 32 characters long "
@@ -208,6 +203,20 @@ class Settings(BaseSettings):
             )
         return self
 
+    def check_can_serve(self) -> None:
+        """Refuse to serve outside development with the built-in signing key. (Only the
+        server signs tokens: `migrate` and config validation do not need the key.)"""
+        if (
+            self.environment is not Environment.development
+            and self.jwt_secret_key.get_secret_value() == DEVELOPMENT_SIGNING_KEY
+        ):
+            raise SettingsError(
+                f"FASTSHIP_JWT_SECRET_KEY: is the built-in development key, and "
+                f"FASTSHIP_ENVIRONMENT is {self.environment.value}; set it to a random value "
+                "of at least 32 characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+
     # --- derived -----------------------------------------------------------------------
     @property
     def uses_postgres(self) -> bool:
@@ -216,6 +225,10 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.auto_migrate if self.auto_migrate is not None else not self.uses_postgres
+
+
+class SettingsError(ValueError):
+    """Settings that parse but cannot be used; the message names the variable."""
 
 
 def secret_field_names() -> set[str]:
@@ -244,6 +257,50 @@ def format_validation_error(error: ValidationError) -> str:
             shown = f" (got {value!r})"
         lines.append(f"  {where}: {message}{shown}")
     return "invalid settings:\n" + "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class OverrideProblem:
+    key: str
+    message: str
+
+
+def validate_overrides(settings: Mapping[str, str]) -> tuple[dict[str, str], list[OverrideProblem]]:
+    """Check a map of setting overrides, as an ``AppConfig`` carries them.
+
+    Keys are field names (``log_level``) or environment names (``FASTSHIP_LOG_LEVEL``),
+    values are strings as they would appear in the environment. Returns the
+    environment-variable form (``{"FASTSHIP_LOG_LEVEL": "DEBUG"}``) and every problem
+    found: unknown keys, secret fields (which belong in Secrets) and invalid values.
+    The process's own environment is not consulted.
+    """
+    problems: list[OverrideProblem] = []
+    fields: dict[str, str] = {}
+    secrets = secret_field_names()
+    for raw_key, value in settings.items():
+        name = raw_key.lower().removeprefix(ENV_PREFIX.lower())
+        if name not in Settings.model_fields:
+            problems.append(OverrideProblem(raw_key, "unknown setting"))
+        elif name in secrets:
+            problems.append(
+                OverrideProblem(
+                    raw_key, f"is a secret: set {env_name(name)} from a Kubernetes Secret"
+                )
+            )
+        elif name in fields:
+            problems.append(OverrideProblem(raw_key, f"duplicates {name}"))
+        elif not isinstance(value, str):
+            problems.append(OverrideProblem(raw_key, "must be a string"))
+        else:
+            fields[name] = value
+    if fields:
+        try:
+            Settings.model_validate(fields)
+        except ValidationError as exc:
+            for item in exc.errors():
+                key = str(item["loc"][0]) if item["loc"] else "settings"
+                problems.append(OverrideProblem(key, item["msg"].removeprefix("Value error, ")))
+    return {env_name(name): value for name, value in sorted(fields.items())}, problems
 
 
 @lru_cache
