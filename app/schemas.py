@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    PlainSerializer,
     StringConstraints,
 )
 
@@ -37,6 +38,9 @@ Tag = Annotated[
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+
+# Money leaves the API as a string with exactly two places: no float rounding.
+Money = Annotated[Decimal, PlainSerializer(lambda v: f"{v:.2f}", return_type=str, when_used="json")]
 
 T = TypeVar("T")
 
@@ -142,7 +146,7 @@ class ItemPublic(BaseModel):
     owner_id: uuid.UUID
     name: str
     description: str | None
-    price: Decimal = Field(description="Decimal with two places, as a string.")
+    price: Money = Field(description="Decimal with two places, as a string.", examples=["12.50"])
     tags: list[str]
     created_at: datetime
     updated_at: datetime

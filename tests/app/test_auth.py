@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.app.conftest import PASSWORD, Api
+
+KEY = "test-signing-key-" + "x" * 32
+
+
+def _token(api: Api, email: str) -> str:
+    return api.login(email)["Authorization"].removeprefix("Bearer ")
+
+
+def _me(api: Api, token: str) -> Any:
+    return api.client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_login_returns_a_bearer_token_that_opens_me(api: Api) -> None:
+    user = api.signup(full_name="Ada")
+    response = api.client.post(
+        "/api/v1/auth/token", data={"username": user["email"].upper(), "password": PASSWORD}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 30 * 60
+    claims = jwt.decode(body["access_token"], KEY, algorithms=["HS256"], audience="fastship-api")
+    assert claims["iss"] == "fastship"
+    assert claims["sub"] == user["id"]
+    me = _me(api, body["access_token"])
+    assert me.status_code == 200
+    assert me.json()["full_name"] == "Ada"
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(api: Api) -> None:
+    user = api.signup()
+    wrong = api.client.post(
+        "/api/v1/auth/token", data={"username": user["email"], "password": "not it at all"}
+    )
+    unknown = api.client.post(
+        "/api/v1/auth/token", data={"username": "nobody@example.com", "password": "not it at all"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["message"] == unknown.json()["message"] == "Incorrect email or password"
+    assert wrong.json()["code"] == unknown.json()["code"]
+    assert wrong.headers["www-authenticate"] == "Bearer"
+
+
+def test_login_form_requires_fields(api: Api) -> None:
+    response = api.client.post("/api/v1/auth/token", data={"username": "a@example.com"})
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json()["details"]] == ["body.password"]
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_repeated_failures_lock_the_email(api_factory: Any, exists: bool) -> None:
+    api = api_factory(login_max_failures=3, login_lockout_seconds=2)
+    email = api.signup()["email"] if exists else "ghost@example.com"
+    for _ in range(3):
+        bad = api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
+        assert bad.status_code == 401
+    locked = api.client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert locked.status_code == 429
+    assert locked.json()["code"] == "login_locked"
+    assert 1 <= int(locked.headers["retry-after"]) <= 2
+    time.sleep(2.2)
+    after = api.client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert after.status_code == (200 if exists else 401)
+
+
+def test_success_resets_the_failure_count(api_factory: Any) -> None:
+    api = api_factory(login_max_failures=3)
+    email = api.signup()["email"]
+    for _ in range(2):
+        api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
+    api.login(email)
+    for _ in range(2):
+        bad = api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
+        assert bad.status_code == 401
+
+
+def test_disabled_account_cannot_log_in(api: Api) -> None:
+    user = api.signup()
+    api.sql("UPDATE users SET is_active = false WHERE id = :i", i=user["id"])
+    response = api.client.post(
+        "/api/v1/auth/token", data={"username": user["email"], "password": PASSWORD}
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "account_disabled"
+
+
+def _forge(payload: dict[str, Any], *, key: str = KEY, alg: str = "HS256") -> str:
+    return jwt.encode(payload, key, algorithm=alg)
+
+
+def _claims(api: Api, email: str) -> dict[str, Any]:
+    token = _token(api, email)
+    return dict(jwt.decode(token, KEY, algorithms=["HS256"], audience="fastship-api"))
+
+
+def test_forged_tokens_are_rejected(api: Api) -> None:
+    user = api.signup()
+    good = _claims(api, user["email"])
+    now = datetime.now(UTC)
+    forged = {
+        "expired": _forge({**good, "exp": now - timedelta(minutes=1), "iat": now - timedelta(hours=1)}),
+        "not yet valid": _forge({**good, "nbf": now + timedelta(minutes=5)}),
+        "other key": _forge(good, key="another-key-" + "y" * 40),
+        "wrong audience": _forge({**good, "aud": "someone-else"}),
+        "wrong issuer": _forge({**good, "iss": "evil"}),
+        "HS512 instead of HS256": _forge(good, key=KEY * 2, alg="HS512"),
+        "missing version": _forge({k: v for k, v in good.items() if k != "ver"}),
+        "unknown user": _forge({**good, "sub": "00000000-0000-0000-0000-000000000000"}),
+        "garbage": "not.a.token",
+    }
+    header, payload, signature = _token(api, user["email"]).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["role"] = "admin"
+    tampered = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    forged["tampered payload"] = f"{header}.{tampered}.{signature}"
+    none_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').decode().rstrip("=")
+    forged["alg none"] = f"{none_header}.{payload}."
+    for name, token in forged.items():
+        response = _me(api, token)
+        assert response.status_code == 401, name
+        assert response.json()["code"] == "unauthorized", name
+
+
+def test_algorithm_confusion_with_a_public_key_is_rejected(api: Api) -> None:
+    # The classic confusion attack signs with HMAC using a public key as the secret;
+    # the service accepts exactly its one configured algorithm and key.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    user = api.signup()
+    good = _claims(api, user["email"])
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    rs256 = jwt.encode(good, private, algorithm="RS256")
+    assert _me(api, rs256).status_code == 401
+    # PyJWT refuses to HMAC-sign with a PEM key, so build that token by hand.
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps(good).encode())
+    mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    assert _me(api, f"{header}.{payload}.{_b64(mac)}").status_code == 401
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def test_password_change_revokes_earlier_tokens(api: Api) -> None:
+    user = api.signup()
+    old = _token(api, user["email"])
+    changed = api.client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new secret"},
+        headers={"Authorization": f"Bearer {old}"},
+    )
+    assert changed.status_code == 204
+    assert _me(api, old).status_code == 401
+    fresh = api.login(user["email"], "a brand new secret")
+    assert api.client.get("/api/v1/users/me", headers=fresh).status_code == 200
+    refused = api.client.post(
+        "/api/v1/auth/token", data={"username": user["email"], "password": PASSWORD}
+    )
+    assert refused.status_code == 401
+
+
+def test_disabling_an_account_revokes_its_tokens(api: Api) -> None:
+    _, admin = api.user(admin=True)
+    user = api.signup()
+    token = _token(api, user["email"])
+    assert _me(api, token).status_code == 200  # also warms the principal cache
+    disabled = api.client.patch(
+        f"/api/v1/users/{user['id']}", json={"is_active": False}, headers=admin
+    )
+    assert disabled.status_code == 200
+    assert disabled.json()["is_active"] is False
+    assert _me(api, token).status_code == 401
+
+
+def test_missing_and_malformed_authorization(api: Api) -> None:
+    assert api.client.get("/api/v1/items").status_code == 401
+    bad = api.client.get("/api/v1/items", headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    assert bad.status_code == 401
+    assert bad.json()["request_id"] == bad.headers["x-request-id"]
