@@ -23,7 +23,7 @@ from app.core import errors, metrics, schema
 from app.core.cache import create_cache
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import Database
-from app.core.middleware import RequestContextMiddleware
+from app.core.middleware import RequestContextMiddleware, route_templates
 from app.core.security import PasswordHashing, Tokens
 from app.models import Role, User
 
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_body_bytes,
         access_log=settings.access_log,
+        route_templates=route_templates(app.routes),
     )
     return app
 

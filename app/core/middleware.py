@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,8 +54,16 @@ class BodyTooLarge(AppError):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        access_log: bool = True,
+        route_templates: Mapping[int, str] | None = None,
+    ) -> None:
         self.app = app
+        self.route_templates = route_templates or {}
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
 
@@ -119,7 +128,7 @@ class RequestContextMiddleware:
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            route = _route_template(scope)
+            route = _route_template(scope, self.route_templates)
             method: str = scope["method"]
             metrics.REQUESTS.labels(method, route, str(status)).inc()
             metrics.LATENCY.labels(method, route).observe(elapsed)
@@ -137,6 +146,20 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+
+def route_templates(routes: Any) -> dict[int, str]:
+    """Full path templates ("/api/v1/items/{item_id}") by route object, for metric
+    labels: routes inside included routers only know their own part of the path."""
+    try:
+        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined]
+    except ImportError:  # FastAPI versions that flatten included routes
+        return {}
+    return {
+        id(ctx.original_route): ctx.path_format
+        for ctx in iter_route_contexts(routes)
+        if isinstance(ctx.path_format, str)
+    }
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -158,9 +181,9 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, templates: Mapping[int, str]) -> str:
     route = scope.get("route")
-    template = getattr(route, "path", None)
+    template = templates.get(id(route)) or getattr(route, "path", None)
     # Unmatched paths share one label, so that scanners cannot blow up cardinality.
     return template if isinstance(template, str) else "<unmatched>"
 
