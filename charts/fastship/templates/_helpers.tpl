@@ -1,0 +1,219 @@
+{{/* Names ------------------------------------------------------------------------ */}}
+
+{{- define "fastship.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name, at most 40 characters so that suffixed names ("-postgresql-app") stay valid. */}}
+{{- define "fastship.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fastship.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fastship.configMapName" -}}{{ include "fastship.fullname" . }}-config{{- end -}}
+{{- define "fastship.postgresql.fullname" -}}{{ include "fastship.fullname" . }}-postgresql{{- end -}}
+{{- define "fastship.operator.fullname" -}}{{ include "fastship.fullname" . }}-operator{{- end -}}
+
+{{- define "fastship.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "fastship.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fastship.operator.serviceAccountName" -}}
+{{- default (include "fastship.operator.fullname" .) .Values.operator.serviceAccount.name -}}
+{{- end -}}
+
+{{/* Labels --------------------------------------------------------------------------- */}}
+
+{{- define "fastship.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fastship.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Common labels; call with (dict "ctx" $ "component" "server"). */}}
+{{- define "fastship.labels" -}}
+{{- $ctx := .ctx -}}
+helm.sh/chart: {{ include "fastship.chart" $ctx }}
+{{ include "fastship.selectorLabels" $ctx }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: fastship
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+{{- with $ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector of one component's pods; call with (dict "ctx" $ "component" "server"). */}}
+{{- define "fastship.componentSelector" -}}
+{{ include "fastship.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Image ---------------------------------------------------------------------------- */}}
+
+{{- define "fastship.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Database ------------------------------------------------------------------------- */}}
+
+{{/* Name of the Secret holding the database URL. */}}
+{{- define "fastship.database.secretName" -}}
+{{- $mode := .Values.postgresql.mode -}}
+{{- if eq $mode "bundled" -}}
+{{- include "fastship.postgresql.fullname" . -}}
+{{- else if eq $mode "external" -}}
+{{- required "postgresql.external.existingSecret is required when postgresql.mode is external: name a Secret whose key postgresql.external.uriKey holds postgresql://user:password@host:5432/db" .Values.postgresql.external.existingSecret -}}
+{{- else -}}
+{{- printf "%s-app" (include "fastship.postgresql.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Key of the database URL in that Secret. */}}
+{{- define "fastship.database.secretKey" -}}
+{{- if eq .Values.postgresql.mode "external" -}}
+{{- .Values.postgresql.external.uriKey -}}
+{{- else -}}
+uri
+{{- end -}}
+{{- end -}}
+
+{{- define "fastship.env.database" -}}
+- name: FASTSHIP_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fastship.database.secretName" . }}
+      key: {{ include "fastship.database.secretKey" . }}
+{{- end -}}
+
+{{/* Generated secrets ------------------------------------------------------------------ */}}
+
+{{/*
+A value generated once per release and kept across upgrades: read from the live Secret
+when it exists, otherwise random. Memoized per render, so that every template (the
+Secret and the pods' checksum annotations) sees the same value.
+Call with (dict "ctx" $ "secret" NAME "key" KEY "length" N); returns the plain value.
+*/}}
+{{- define "fastship.generatedValue" -}}
+{{- $ctx := .ctx -}}
+{{- if not (hasKey $ctx "fastshipGenerated") -}}
+{{- $_ := set $ctx "fastshipGenerated" dict -}}
+{{- end -}}
+{{- $cache := get $ctx "fastshipGenerated" -}}
+{{- $id := printf "%s/%s" .secret .key -}}
+{{- if not (hasKey $cache $id) -}}
+{{- $value := "" -}}
+{{- $live := lookup "v1" "Secret" $ctx.Release.Namespace .secret -}}
+{{- if and $live $live.data (hasKey $live.data .key) -}}
+{{- $value = index $live.data .key | b64dec -}}
+{{- else -}}
+{{- $value = randAlphaNum (int .length) -}}
+{{- end -}}
+{{- $_ := set $cache $id $value -}}
+{{- end -}}
+{{- get $cache $id -}}
+{{- end -}}
+
+{{- define "fastship.jwt.secretName" -}}
+{{- default (printf "%s-jwt" (include "fastship.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "fastship.jwt.value" -}}
+{{- include "fastship.generatedValue" (dict "ctx" . "secret" (include "fastship.jwt.secretName" .) "key" .Values.auth.secretKey "length" 64) -}}
+{{- end -}}
+
+{{- define "fastship.postgresql.password" -}}
+{{- include "fastship.generatedValue" (dict "ctx" . "secret" (include "fastship.postgresql.fullname" .) "key" "password" "length" 32) -}}
+{{- end -}}
+
+{{- define "fastship.postgresql.uri" -}}
+{{- $db := .Values.postgresql.bundled.database -}}
+{{- printf "postgresql://%s:%s@%s:5432/%s" $db (include "fastship.postgresql.password" .) (include "fastship.postgresql.fullname" .) $db -}}
+{{- end -}}
+
+{{/* Config --------------------------------------------------------------------------- */}}
+
+{{/*
+The `config` map after checks: secret settings and settings the chart sets itself are
+refused with a message naming the key. Returns it as YAML.
+*/}}
+{{- define "fastship.config" -}}
+{{- $secret := list "database_url" "database_password" "jwt_secret_key" "redis_url" -}}
+{{- $owned := dict "host" "the chart sets FASTSHIP_HOST=0.0.0.0" "port" "the container listens on 8000" "environment" "the chart runs the service with FASTSHIP_ENVIRONMENT=production" "database_host" "the database comes from postgresql.mode (FASTSHIP_DATABASE_URL from a Secret)" -}}
+{{- range $key, $value := .Values.config -}}
+{{- if has $key $secret -}}
+{{- fail (printf "config.%s is a secret setting: secrets never go into config (it ends up in a ConfigMap or an AppConfig). Use auth.existingSecret for the JWT key, postgresql.* for the database, or extraEnv with valueFrom.secretKeyRef (FASTSHIP_%s) for anything else" $key (upper $key)) -}}
+{{- end -}}
+{{- if hasKey $owned $key -}}
+{{- fail (printf "config.%s cannot be set: %s" $key (get $owned $key)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml .Values.config -}}
+{{- end -}}
+
+{{/* The config map in environment form: {FASTSHIP_LOG_LEVEL: "INFO"}. */}}
+{{- define "fastship.configEnv" -}}
+{{- $config := include "fastship.config" . | fromYaml -}}
+{{- range $key, $value := $config }}
+{{ printf "FASTSHIP_%s" (upper $key) }}: {{ $value | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks across values ------------------------------------------------------------- */}}
+
+{{- define "fastship.validate" -}}
+{{- if and (eq .Values.migrations.mode "operator") (not .Values.operator.enabled) -}}
+{{- fail "migrations.mode is operator but operator.enabled is false: enable the operator, or set migrations.mode: hook (a Helm hook Job runs the migrations)" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail (printf "autoscaling.minReplicas (%d) is greater than autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- end -}}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) -}}
+{{- fail "httpRoute.parentRefs is empty: name the Gateway the HTTPRoute attaches to, e.g. [{name: my-gateway, namespace: infra}]" -}}
+{{- end -}}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
+{{- fail "serviceAccount.name is required when serviceAccount.create is false" -}}
+{{- end -}}
+{{- $_ := include "fastship.config" . -}}
+{{- $_ := include "fastship.database.secretName" . -}}
+{{- end -}}
+
+{{/* Pod parts ------------------------------------------------------------------------- */}}
+
+{{/* The wait-for-schema init container. */}}
+{{- define "fastship.waitForSchemaContainer" -}}
+- name: wait-for-schema
+  image: {{ include "fastship.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["python", "-m", "app", "wait-for-schema", "--timeout", {{ .Values.migrations.waitForSchemaTimeoutSeconds | int | toString | quote }}]
+  env:
+    {{- include "fastship.env.database" . | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml .Values.migrations.resources | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end -}}
