@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import uvicorn
 from pydantic import ValidationError
 
 from app import __version__
@@ -34,8 +38,6 @@ def _settings(*, serving: bool = False) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.core.logging import configure_logging
 
     settings = _settings(serving=True)
@@ -50,23 +52,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
-        lifespan="on",
-        log_config=None,
-        access_log=False,  # the service writes its own JSON access log
-        server_header=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-        reload=args.reload,
-        reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
-    )
-    return 0
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "loop": "auto",  # uvloop when installed
+        "http": "auto",  # httptools when installed
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,  # the service writes its own JSON access log
+        "server_header": False,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_seconds),
+    }
+    if args.reload:
+        uvicorn.run(
+            "app.main:create_app", reload=True, reload_dirs=[str(Path(__file__).parent)],
+            **options,
+        )
+        return 0
+    server = _DrainingServer(uvicorn.Config("app.main:create_app", **options))
+    server.run()
+    return 0 if server.started else 1
+
+
+class _DrainingServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises SIGTERM once it has drained, so the process would end
+        # "killed by signal 15". A drained shutdown is a clean one: exit 0.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

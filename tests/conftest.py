@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.support.postgres",
+    "tests.support.redis",
     "tests.support.kube",
 ]

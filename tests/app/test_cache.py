@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from tests.app.conftest import Api
+
+
+def test_redis_cache_is_shared_and_invalidated_across_replicas(
+    api_factory: Any, redis_url: str
+) -> None:
+    replica_a: Api = api_factory(redis_url=redis_url)
+    replica_b: Api = api_factory(redis_url=redis_url)
+    _, headers = replica_a.user()
+    item = replica_a.item(headers, name="before")
+    assert replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"] == "before"
+    store = redis.Redis.from_url(redis_url)
+    assert store.exists(f"fastship:item:{item['id']}")
+    replica_a.client.patch(f"/api/v1/items/{item['id']}", json={"name": "after"}, headers=headers)
+    assert not store.exists(f"fastship:item:{item['id']}")
+    assert replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"] == "after"
+    # A cached read still checks ownership.
+    _, other = replica_b.user()
+    assert replica_b.client.get(f"/api/v1/items/{item['id']}", headers=other).status_code == 404
+    store.close()
+
+
+def test_cached_reads_skip_the_database(api: Api) -> None:
+    _, headers = api.user()
+    item = api.item(headers)
+    assert api.client.get(f"/api/v1/items/{item['id']}", headers=headers).status_code == 200
+    # Changed behind the service's back: the in-process cache still serves its copy
+    # until a write through the API (or the TTL) invalidates it.
+    api.sql("UPDATE items SET name = 'changed in SQL' WHERE id = :i", i=item["id"])
+    assert api.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"] == "thing"
+    api.client.patch(f"/api/v1/items/{item['id']}", json={"price": "2"}, headers=headers)
+    fresh = api.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()
+    assert (fresh["name"], fresh["price"]) == ("changed in SQL", "2.00")
+
+
+def test_the_cache_can_be_turned_off(api_factory: Any) -> None:
+    api = api_factory(cache_ttl_seconds=0)
+    _, headers = api.user()
+    item = api.item(headers)
+    api.client.get(f"/api/v1/items/{item['id']}", headers=headers)
+    api.sql("UPDATE items SET name = 'changed in SQL' WHERE id = :i", i=item["id"])
+    got = api.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()
+    assert got["name"] == "changed in SQL"
+
+
+def test_a_redis_outage_only_slows_the_service(api_factory: Any) -> None:
+    api = api_factory(redis_url="redis://127.0.0.1:1/0")
+    _, headers = api.user()
+    item = api.item(headers)
+    assert api.client.get(f"/api/v1/items/{item['id']}", headers=headers).status_code == 200

@@ -1,0 +1,169 @@
+"""schemathesis against the service's own OpenAPI document, served by a real
+`python -m app serve` process on a real Postgres database.
+
+Every operation is fuzzed as three callers (anonymous, a user, an admin), and a
+stateful run follows the links schemathesis infers between operations (create an
+item, then read, change and delete it). The checks: no 5xx; status code, content type,
+headers and body as documented (errors included); invalid input refused; auth
+enforced (``ignored_auth``); a deleted resource stays gone (``use_after_free``); a
+created one can be read (``ensure_resource_availability``).
+
+Examples per operation are bounded so that the module runs in about two minutes on
+two cores; the number of cases run is printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ensure_resource_availability,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    use_after_free,
+)
+
+from tests.hardening.server import Server, signup_and_login
+from tests.support.postgres import PostgresServer
+
+MAX_EXAMPLES = 12
+STATEFUL_STEPS = 40
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+AUTHENTICATED_CHECKS = [*CHECKS, ignored_auth]
+STATEFUL_CHECKS = [*AUTHENTICATED_CHECKS, use_after_free, ensure_resource_availability]
+
+CASES: Counter[str] = Counter()
+
+
+def cases_run() -> Counter[str]:
+    """Cases sent so far in this session, by caller (read by the terminal summary)."""
+    return CASES
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(pg_server: PostgresServer, _pg_template: str, tmp_path_factory: Any) -> Iterator[Server]:
+    url = pg_server.url(pg_server.create_database(template=_pg_template))
+    log = Path(tmp_path_factory.mktemp("fuzz")) / "server.log"
+    server = Server(database_url=url, log_path=log).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+    # A 5xx leaves a traceback in the server's log: show it with the failure.
+    assert '"level": "error"' not in server.log_text(), server.log_text()[-6000:]
+
+
+class Callers:
+    """A bearer header per caller, replaced when the fuzzer revoked it (an admin may
+    disable, demote or delete the fuzzing accounts, or change their password)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.client = httpx.Client(base_url=server.base_url, timeout=30)
+        self._headers: dict[str, dict[str, str]] = {}
+
+    def headers(self, identity: str) -> dict[str, str]:
+        if identity == "anonymous":
+            return {}
+        cached = self._headers.get(identity)
+        if cached and self.client.get("/api/v1/users/me", headers=cached).status_code == 200:
+            return cached
+        _, fresh = signup_and_login(
+            self.client, self.server.database_url, admin=identity == "admin"
+        )
+        self._headers[identity] = fresh
+        return fresh
+
+
+@pytest.fixture(scope="module")
+def callers(fuzz_server: Server) -> Callers:
+    return Callers(fuzz_server)
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzz_server: Server) -> Any:
+    return schemathesis.openapi.from_url(f"{fuzz_server.base_url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+
+
+def _fuzz(case: Any, identity: str, callers: Callers) -> None:
+    headers = callers.headers(identity)
+    checks = CHECKS if identity == "anonymous" else AUTHENTICATED_CHECKS
+    CASES[identity] += 1
+    case.call_and_validate(headers=headers, checks=checks, timeout=30)
+
+
+# One test per caller: schemathesis' lazy schemas take no pytest parameters.
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_every_operation_anonymous(case: Any, callers: Callers) -> None:
+    _fuzz(case, "anonymous", callers)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_every_operation_as_user(case: Any, callers: Callers) -> None:
+    _fuzz(case, "user", callers)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_every_operation_as_admin(case: Any, callers: Callers) -> None:
+    _fuzz(case, "admin", callers)
+
+
+@pytest.mark.parametrize("identity", ["user", "admin"])
+def test_stateful_links(api_schema: Any, callers: Callers, identity: str) -> None:
+    transitions = api_schema.statistic.transitions.total
+    assert transitions > 0, "schemathesis inferred no links between operations"
+    base = api_schema.as_state_machine()
+
+    class Machine(base):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": callers.headers(identity), "timeout": 30}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            CASES[f"stateful {identity}"] += 1
+            case.validate_response(
+                response, checks=STATEFUL_CHECKS, transport_kwargs=kwargs, headers=kwargs.get("headers")
+            )
+
+    Machine.run(
+        settings=settings(
+            max_examples=STATEFUL_STEPS,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
+    )

@@ -1,0 +1,51 @@
+"""The command line: help, namespace resolution, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastship_operator.main import UsageError, resolve_namespace
+
+
+def test_help_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastship_operator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--namespace" in proc.stdout
+    assert "FASTSHIP_OPERATOR_NAMESPACE" in proc.stdout
+
+
+def test_namespace_precedence(tmp_path: Path) -> None:
+    ns_file = tmp_path / "namespace"
+    ns_file.write_text("from-pod\n")
+    env = {"FASTSHIP_OPERATOR_NAMESPACE": "from-env"}
+    assert resolve_namespace("from-flag", env, ns_file) == "from-flag"
+    assert resolve_namespace(None, env, ns_file) == "from-env"
+    assert resolve_namespace(None, {}, ns_file) == "from-pod"
+
+
+def test_no_namespace_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="pass --namespace, set FASTSHIP_OPERATOR_NAMESPACE"):
+        resolve_namespace(None, {}, tmp_path / "missing")
+
+
+def test_missing_namespace_exits_with_usage(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastship_operator"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "no namespace to watch" in proc.stderr
