@@ -24,8 +24,7 @@ def test_main_flows_on_sqlite(sqlite_api: Api) -> None:
     assert api.sql("SELECT email, role FROM users WHERE role = 'admin'") == [
         ("admin@example.com", "admin")
     ]
-    api.sql("UPDATE users SET role = 'admin' WHERE email = :e", e=other_user["email"])
-    admin = api.login(other_user["email"])
+    _, admin = api.user(admin=True)
     assert api.client.get("/api/v1/items", headers=admin).json()["total"] == 1
     assert user["id"] != other_user["id"]
 

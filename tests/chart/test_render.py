@@ -193,7 +193,7 @@ def test_defaults(render: RenderFn) -> None:
     assert svc["selector"] == deploy["spec"]["selector"]["matchLabels"]
     assert svc["ports"][0]["targetPort"] == "http"
     appconfig = rendered.get("AppConfig", FULLNAME)["spec"]
-    assert appconfig == {"deploymentRef": {"name": FULLNAME}, "settings": {"log_level": "INFO"}}
+    assert appconfig == {"deploymentRef": {"name": FULLNAME}, "settings": {}}
 
 
 def test_generated_secrets_are_consistent(render: RenderFn) -> None:
@@ -345,8 +345,9 @@ def test_config_with_operator_is_an_appconfig(render: RenderFn) -> None:
     spec = rendered.get("AppConfig", FULLNAME)["spec"]
     assert spec["settings"] == {"log_level": "WARNING", "signup_enabled": "false"}
     assert "checksum/config" not in server(rendered)["spec"]["template"]["metadata"]["annotations"]
-    empty = render({"config": {}})
-    assert empty.get("AppConfig", FULLNAME)["spec"]["settings"] == {}
+    # Helm merges maps: null removes a key set by another values file.
+    removed = render({"config": {"log_level": None, "signup_enabled": "false"}})
+    assert removed.get("AppConfig", FULLNAME)["spec"]["settings"] == {"signup_enabled": "false"}
 
 
 def test_operator(render: RenderFn) -> None:
