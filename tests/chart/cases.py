@@ -33,9 +33,7 @@ FEATURES: dict[str, dict[str, Any]] = {
             "enabled": True,
             "className": "nginx",
             "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"},
-            "hosts": [
-                {"host": "api.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
-            ],
+            "hosts": [{"host": "api.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
             "tls": [{"secretName": "api-tls", "hosts": ["api.example.com"]}],
         }
     },
@@ -92,7 +90,9 @@ FEATURES: dict[str, dict[str, Any]] = {
         "priorityClassName": "high",
         "networkPolicy": {
             "ingressFrom": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}],
-            "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 6379}]}],
+            "extraEgress": [
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 6379}]}
+            ],
         },
         "migrations": {"command": ["python", "-m", "app", "migrate"]},
         "postgresql": {

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-import jsonschema
-import jsonschema.protocols
+import jsonschema  # type: ignore[import-untyped]
 import yaml
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
@@ -58,13 +57,13 @@ def validate(obj: dict[str, Any], kube_version: str) -> None:
     errors = sorted(
         _validator(kube_version, obj["apiVersion"], kind).iter_errors(obj), key=lambda e: e.path
     )
-    assert not errors, f"{kind}/{obj['metadata']['name']} invalid for Kubernetes {kube_version}: " + (
-        "; ".join(f"{e.message} at {'.'.join(str(p) for p in e.path)}" for e in errors[:5])
-    )
+    where = f"{kind}/{obj['metadata']['name']}"
+    problems = "; ".join(f"{e.message} at {'.'.join(str(p) for p in e.path)}" for e in errors[:5])
+    assert not errors, f"{where} invalid for Kubernetes {kube_version}: {problems}"
 
 
 @cache
-def _validator(kube_version: str, api_version: str, kind: str) -> jsonschema.protocols.Validator:
+def _validator(kube_version: str, api_version: str, kind: str) -> Any:
     """kubernetes-validate's strict schema of one kind, built once per test session.
 
     (kubernetes_validate.validate() does the same but parses the schema files on every

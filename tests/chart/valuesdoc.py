@@ -74,9 +74,7 @@ def parse(path: Path = VALUES) -> list[ValueDoc]:
         keys = [k for _, k, _ in stack] + [match["key"]]
         documented = pending is not None
         if pending is not None:
-            docs.append(
-                ValueDoc(".".join(keys), _lookup(values, keys), " ".join(pending).strip())
-            )
+            docs.append(ValueDoc(".".join(keys), _lookup(values, keys), " ".join(pending).strip()))
         stack.append((indent, match["key"], documented))
         pending = None
     return docs
