@@ -10,7 +10,7 @@ SHELL := /bin/bash
 
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv run test test-fast lint fmt typecheck bench admin clean
+.PHONY: help venv run test test-fast lint fmt bench admin docs clean
 
 ## help: list the targets
 help:
@@ -60,3 +60,10 @@ bench: venv
 ## clean: remove the venv, caches and the local database
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+## docs: regenerate the settings table in README.md from app/core/config.py
+docs: venv
+	@$(PY) -m app settings-schema --markdown > .settings-table.md
+	@$(PY) -c 'import re,pathlib; p=pathlib.Path("README.md"); t=pathlib.Path(".settings-table.md").read_text().strip(); s=p.read_text(); p.write_text(re.sub(r"(<!-- settings-reference:start -->\n).*?(\n<!-- settings-reference:end -->)", lambda m: m.group(1)+t+m.group(2), s, flags=re.S))'
+	@rm -f .settings-table.md
+	@echo "README.md settings table regenerated"

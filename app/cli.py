@@ -67,7 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     if args.reload:
         uvicorn.run(
-            "app.main:create_app", reload=True, reload_dirs=[str(Path(__file__).parent)],
+            "app.main:create_app",
+            reload=True,
+            reload_dirs=[str(Path(__file__).parent)],
             **options,
         )
         return 0
@@ -110,10 +112,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _termination_message(path: str, text: str) -> None:
     target = Path(path)
     if target.parent.is_dir() and (target.exists() or path != "/dev/termination-log"):
-        try:
+        with contextlib.suppress(OSError):
             target.write_text(text)
-        except OSError:
-            pass
 
 
 def cmd_wait_for_schema(args: argparse.Namespace) -> int:
@@ -189,7 +189,12 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_settings_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(Settings.model_json_schema(), indent=2, default=str))
+    if args.markdown:
+        from app.core.config import settings_reference
+
+        print(settings_reference())
+    else:
+        print(json.dumps(Settings.model_json_schema(), indent=2, default=str))
     return 0
 
 
@@ -231,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(func=cmd_create_admin)
 
     schema = sub.add_parser("settings-schema", help="print the JSON schema of the settings")
+    schema.add_argument(
+        "--markdown", action="store_true", help="print the reference table of the README instead"
+    )
     schema.set_defaults(func=cmd_settings_schema)
     return parser
 

@@ -109,6 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _write_private(sqlite_path: Path, secret: str) -> Path:
+    path = sqlite_path.expanduser().parent / "admin-password.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return path
+
+
 async def _bootstrap_admin(services: Services) -> None:
     """On the embedded database's first start, create an admin and leave its password
     in a file beside the database (never in a log line)."""
@@ -125,13 +133,9 @@ async def _bootstrap_admin(services: Services) -> None:
             )
         )
         await session.commit()
-    path = Path(services.settings.sqlite_path).expanduser().parent / "admin-password.txt"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
+    path = await asyncio.to_thread(_write_private, services.settings.sqlite_path, password)
     print(
-        f"\nFirst start: created the admin {BOOTSTRAP_ADMIN_EMAIL}; its password is in "
-        f"{path}\n",
+        f"\nFirst start: created the admin {BOOTSTRAP_ADMIN_EMAIL}; its password is in {path}\n",
         file=sys.stderr,
         flush=True,
     )

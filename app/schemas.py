@@ -33,9 +33,7 @@ Text = Annotated[str, AfterValidator(_no_control_chars)]
 Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[Text, StringConstraints(max_length=5000)]
 FullName = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
-Tag = Annotated[
-    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)
-]
+Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 
@@ -54,7 +52,7 @@ class Strict(BaseModel):
 
 class Token(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires.")
 
 
@@ -70,7 +68,11 @@ class UserCreate(Strict):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"email": "ada@example.com", "password": "correct horse battery", "full_name": "Ada"}
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery",
+                    "full_name": "Ada",
+                }
             ]
         },
     )

@@ -62,9 +62,7 @@ async def current_principal(
         claims = services.tokens.decode(token)
     except TokenError:
         raise _unauthorized("Invalid or expired token") from None
-    principal = await load_principal(
-        session=session, cache=services.cache, user_id=claims.user_id
-    )
+    principal = await load_principal(session=session, cache=services.cache, user_id=claims.user_id)
     # A password change, role change or disable bumps the version: older tokens die.
     if (
         principal is None

@@ -86,7 +86,7 @@ class RedisCache:
     async def get(self, key: str) -> Any | None:
         try:
             payload = await self._redis.get(self._prefix + key)
-        except Exception as exc:  # noqa: BLE001 - any Redis failure is a cache miss
+        except Exception as exc:
             log.warning("cache get failed", extra={"cache_error": type(exc).__name__})
             return None
         return None if payload is None else json.loads(payload)
@@ -94,7 +94,7 @@ class RedisCache:
     async def set(self, key: str, value: Any) -> None:
         try:
             await self._redis.set(self._prefix + key, json.dumps(value, default=str), ex=self._ttl)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("cache set failed", extra={"cache_error": type(exc).__name__})
 
     async def delete(self, *keys: str) -> None:
@@ -102,7 +102,7 @@ class RedisCache:
             return
         try:
             await self._redis.delete(*(self._prefix + key for key in keys))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # A lost invalidation leaves a stale entry for at most one TTL.
             log.warning("cache delete failed", extra={"cache_error": type(exc).__name__})
 

@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "FASTSHIP_"
 
 # The signing key a development checkout runs with. Outside development the service
 # refuses to start with it (see Settings._check_production).
-DEVELOPMENT_SIGNING_KEY = "development-only-signing-key-change-me-before-production"  # noqa: S105
+DEVELOPMENT_SIGNING_KEY = "development-only-signing-key-change-me-before-production"
 
-_SECRET = {"secret": True}
+_SECRET: JsonDict = {"secret": True}
 
 
 class Environment(StrEnum):
@@ -180,9 +181,7 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(
         30, ge=0, le=86400, description="Lifetime of cached entries; 0 disables the cache."
     )
-    cache_max_entries: int = Field(
-        10000, ge=1, description="Entries kept by the in-process cache."
-    )
+    cache_max_entries: int = Field(10000, ge=1, description="Entries kept by the in-process cache.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -194,13 +193,10 @@ class Settings(BaseSettings):
         key = self.jwt_secret_key.get_secret_value()
         if len(key) < 32:
             raise ValueError(
-                "FASTSHIP_JWT_SECRET_KEY must be at least 32 characters long "
-                f"(it has {len(key)})"
+                f"FASTSHIP_JWT_SECRET_KEY must be at least 32 characters long (it has {len(key)})"
             )
         if self.database_url is not None and self.database_host is not None:
-            raise ValueError(
-                "set either FASTSHIP_DATABASE_URL or FASTSHIP_DATABASE_HOST, not both"
-            )
+            raise ValueError("set either FASTSHIP_DATABASE_URL or FASTSHIP_DATABASE_HOST, not both")
         return self
 
     def check_can_serve(self) -> None:
@@ -301,6 +297,26 @@ def validate_overrides(settings: Mapping[str, str]) -> tuple[dict[str, str], lis
                 key = str(item["loc"][0]) if item["loc"] else "settings"
                 problems.append(OverrideProblem(key, item["msg"].removeprefix("Value error, ")))
     return {env_name(name): value for name, value in sorted(fields.items())}, problems
+
+
+def settings_reference() -> str:
+    """The settings as a Markdown table (the README's reference is generated from it)."""
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    secrets = secret_field_names()
+    for name, field in Settings.model_fields.items():
+        if name in secrets:
+            default = "*(secret)*"
+        elif field.default_factory is not None:
+            default = "`[]`"
+        elif field.default is None:
+            default = "*(unset)*"
+        else:
+            value = field.default
+            value = value.value if isinstance(value, StrEnum) else value
+            default = f"`{json.dumps(value) if isinstance(value, bool) else value}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{env_name(name)}` | {default} | {description} |")
+    return "\n".join(rows)
 
 
 @lru_cache

@@ -44,7 +44,7 @@ _DOCS_CSP = (
 )
 
 
-class BodyTooLarge(AppError):
+class BodyTooLargeError(AppError):
     def __init__(self, limit: int) -> None:
         super().__init__(
             413,
@@ -88,9 +88,17 @@ class RequestContextMiddleware:
         try:
             if declared is not None and declared > self.max_body_bytes:
                 status = 413
-                await _send_json(send, 413, _error(413, "payload_too_large",
-                                 f"Request body larger than {self.max_body_bytes} bytes",
-                                 request_id), headers_out)
+                await _send_json(
+                    send,
+                    413,
+                    _error(
+                        413,
+                        "payload_too_large",
+                        f"Request body larger than {self.max_body_bytes} bytes",
+                        request_id,
+                    ),
+                    headers_out,
+                )
                 response_started = True
                 return
 
@@ -103,7 +111,7 @@ class RequestContextMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
-                        raise BodyTooLarge(limit)
+                        raise BodyTooLargeError(limit)
                 return message
 
             async def send_with_headers(message: Message) -> None:
@@ -120,7 +128,9 @@ class RequestContextMiddleware:
             if not response_started:
                 status = 500
                 await _send_json(
-                    send, 500, _error(500, "internal_error", "Internal error", request_id),
+                    send,
+                    500,
+                    _error(500, "internal_error", "Internal error", request_id),
                     headers_out,
                 )
                 response_started = True
@@ -152,7 +162,7 @@ def route_templates(routes: Any) -> dict[int, str]:
     """Full path templates ("/api/v1/items/{item_id}") by route object, for metric
     labels: routes inside included routers only know their own part of the path."""
     try:
-        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined]
+        from fastapi.routing import iter_route_contexts
     except ImportError:  # FastAPI versions that flatten included routes
         return {}
     return {

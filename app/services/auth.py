@@ -60,7 +60,9 @@ async def authenticate(
         metrics.LOGIN_FAILURES.labels("credentials").inc()
         await _record_failure(session=session, settings=settings, key=key, throttle=throttle)
         raise AppError(
-            401, INVALID_CREDENTIALS, code="invalid_credentials",
+            401,
+            INVALID_CREDENTIALS,
+            code="invalid_credentials",
             headers={"WWW-Authenticate": "Bearer"},
         )
     if not user.is_active:

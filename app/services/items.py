@@ -39,9 +39,7 @@ def _visible(item_owner: uuid.UUID, principal: Principal) -> bool:
     return principal.is_admin or item_owner == principal.id
 
 
-async def create(
-    *, session: AsyncSession, principal: Principal, data: ItemCreate
-) -> Item:
+async def create(*, session: AsyncSession, principal: Principal, data: ItemCreate) -> Item:
     item = Item(owner_id=principal.id, **data.model_dump())
     session.add(item)
     await session.commit()
@@ -109,7 +107,7 @@ async def list_items(
     column = _SORT_COLUMNS[sort.value.lstrip("-")]
     descending = sort.value.startswith("-")
     order = (column.desc(), Item.id.desc()) if descending else (column.asc(), Item.id.asc())
-    stmt: Select[tuple[Item]] = select(Item).where(*clauses).order_by(*order)
+    stmt: Select[Item] = select(Item).where(*clauses).order_by(*order)
     total = await session.scalar(select(func.count()).select_from(Item).where(*clauses)) or 0
     rows = await session.scalars(stmt.limit(limit).offset(offset))
     return rows.all(), total

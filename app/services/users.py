@@ -53,7 +53,12 @@ async def load_principal(
     principal = Principal.of(user)
     await cache.set(
         principal_key(user_id),
-        {"id": str(user.id), "role": user.role, "active": user.is_active, "ver": user.token_version},
+        {
+            "id": str(user.id),
+            "role": user.role,
+            "active": user.is_active,
+            "ver": user.token_version,
+        },
     )
     return principal
 
@@ -193,9 +198,7 @@ async def change_password(
     await cache.delete(principal_key(user.id))
 
 
-async def delete(
-    *, session: AsyncSession, cache: Cache, user: User, acting: Principal
-) -> None:
+async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Principal) -> None:
     if user.id == acting.id:
         raise AppError(409, "You cannot delete your own account", code="self_delete")
     if user.role == Role.admin.value and user.is_active and await _active_admins(session) <= 1:

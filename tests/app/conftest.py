@@ -45,7 +45,9 @@ class Api:
         self.client = client
         self.db_url = db_url
 
-    def signup(self, email: str | None = None, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    def signup(
+        self, email: str | None = None, password: str = PASSWORD, **extra: Any
+    ) -> dict[str, Any]:
         email = email or f"u{uuid.uuid4().hex[:10]}@example.com"
         response = self.client.post(
             "/api/v1/users/signup", json={"email": email, "password": password, **extra}
@@ -84,7 +86,6 @@ class Api:
         return item
 
 
-
 @pytest.fixture
 def api_factory(pg_database: str) -> Iterator[Callable[..., Api]]:
     clients: list[TestClient] = []
@@ -121,9 +122,7 @@ class LogLines:
         self.lines: list[dict[str, Any]] = []
 
     def matching(self, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            line for line in self.lines if all(line.get(k) == v for k, v in fields.items())
-        ]
+        return [line for line in self.lines if all(line.get(k) == v for k, v in fields.items())]
 
     def text(self) -> str:
         return "\n".join(json.dumps(line) for line in self.lines)

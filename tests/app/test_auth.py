@@ -66,7 +66,9 @@ def test_repeated_failures_lock_the_email(api_factory: Any, exists: bool) -> Non
     api = api_factory(login_max_failures=3, login_lockout_seconds=2)
     email = api.signup()["email"] if exists else "ghost@example.com"
     for _ in range(3):
-        bad = api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
+        bad = api.client.post(
+            "/api/v1/auth/token", data={"username": email, "password": "wrong!!!"}
+        )
         assert bad.status_code == 401
     locked = api.client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert locked.status_code == 429
@@ -84,7 +86,9 @@ def test_success_resets_the_failure_count(api_factory: Any) -> None:
         api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
     api.login(email)
     for _ in range(2):
-        bad = api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
+        bad = api.client.post(
+            "/api/v1/auth/token", data={"username": email, "password": "wrong!!!"}
+        )
         assert bad.status_code == 401
 
 
@@ -112,7 +116,9 @@ def test_forged_tokens_are_rejected(api: Api) -> None:
     good = _claims(api, user["email"])
     now = datetime.now(UTC)
     forged = {
-        "expired": _forge({**good, "exp": now - timedelta(minutes=1), "iat": now - timedelta(hours=1)}),
+        "expired": _forge(
+            {**good, "exp": now - timedelta(minutes=1), "iat": now - timedelta(hours=1)}
+        ),
         "not yet valid": _forge({**good, "nbf": now + timedelta(minutes=5)}),
         "other key": _forge(good, key="another-key-" + "y" * 40),
         "wrong audience": _forge({**good, "aud": "someone-else"}),

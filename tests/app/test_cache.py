@@ -14,12 +14,18 @@ def test_redis_cache_is_shared_and_invalidated_across_replicas(
     replica_b: Api = api_factory(redis_url=redis_url)
     _, headers = replica_a.user()
     item = replica_a.item(headers, name="before")
-    assert replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"] == "before"
+    assert (
+        replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"]
+        == "before"
+    )
     store = redis.Redis.from_url(redis_url)
     assert store.exists(f"fastship:item:{item['id']}")
     replica_a.client.patch(f"/api/v1/items/{item['id']}", json={"name": "after"}, headers=headers)
     assert not store.exists(f"fastship:item:{item['id']}")
-    assert replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"] == "after"
+    assert (
+        replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"]
+        == "after"
+    )
     # A cached read still checks ownership.
     _, other = replica_b.user()
     assert replica_b.client.get(f"/api/v1/items/{item['id']}", headers=other).status_code == 404

@@ -19,8 +19,9 @@ from tests.support.postgres import PostgresServer
 SIGNING_KEY = "cli-test-signing-key-" + "z" * 32
 
 
-def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")}
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
@@ -67,9 +68,14 @@ def test_two_concurrent_migrations_run_once_and_both_succeed(
         deadline = time.monotonic() + 60
         while waiting < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-            waiting = conn.execute(
-                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-            ).scalar() or 0
+            waiting = (
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                ).scalar()
+                or 0
+            )
             conn.commit()
         assert waiting == 2
         conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
@@ -87,9 +93,12 @@ def test_two_concurrent_migrations_run_once_and_both_succeed(
 def test_migrate_reports_an_unreachable_database(tmp_path: Path) -> None:
     result = run(
         "migrate",
-        "--termination-log", str(tmp_path / "term"),
-        env={"FASTSHIP_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-             "FASTSHIP_DB_CONNECT_TIMEOUT_SECONDS": "1"},
+        "--termination-log",
+        str(tmp_path / "term"),
+        env={
+            "FASTSHIP_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "FASTSHIP_DB_CONNECT_TIMEOUT_SECONDS": "1",
+        },
     )
     assert result.returncode == 1
     assert "migration failed: OperationalError" in result.stderr
@@ -103,7 +112,10 @@ def test_wait_for_schema_waits_for_the_migration(pg_empty_database: str) -> None
     assert "needs 0001_initial" in timed_out.stderr
     waiter = subprocess.Popen(
         [sys.executable, "-m", "app", "wait-for-schema", "--timeout", "60", "--interval", "0.2"],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1)
     assert waiter.poll() is None  # still waiting
@@ -138,18 +150,34 @@ def test_serve_refuses_the_development_key_in_production() -> None:
 
 
 def test_create_admin_from_flags_and_env(pg_database: str) -> None:
-    env = {"FASTSHIP_DATABASE_URL": pg_database, "FASTSHIP_ENVIRONMENT": "test",
-           "FASTSHIP_JWT_SECRET_KEY": SIGNING_KEY}
-    created = run("create-admin", "--email", "Root@Example.com", "--password-stdin",
-                  env=env, stdin="a long enough password\n")
+    env = {
+        "FASTSHIP_DATABASE_URL": pg_database,
+        "FASTSHIP_ENVIRONMENT": "test",
+        "FASTSHIP_JWT_SECRET_KEY": SIGNING_KEY,
+    }
+    created = run(
+        "create-admin",
+        "--email",
+        "Root@Example.com",
+        "--password-stdin",
+        env=env,
+        stdin="a long enough password\n",
+    )
     assert created.returncode == 0, created.stderr
     assert "created admin root@example.com" in created.stdout
-    again = run("create-admin", env={**env, "FASTSHIP_ADMIN_EMAIL": "root@example.com",
-                                    "FASTSHIP_ADMIN_PASSWORD": "another password"})
+    again = run(
+        "create-admin",
+        env={
+            **env,
+            "FASTSHIP_ADMIN_EMAIL": "root@example.com",
+            "FASTSHIP_ADMIN_PASSWORD": "another password",
+        },
+    )
     assert again.returncode == 1
     assert "already exists" in again.stderr
-    weak = run("create-admin", "--email", "x@example.com", "--password-stdin", env=env,
-               stdin="short\n")
+    weak = run(
+        "create-admin", "--email", "x@example.com", "--password-stdin", env=env, stdin="short\n"
+    )
     assert weak.returncode == 2
     assert "password" in weak.stderr
     missing = run("create-admin", env=env, stdin="")
@@ -168,9 +196,11 @@ def test_settings_schema_marks_secrets() -> None:
     schema = json.loads(result.stdout)
     assert set(schema["properties"]) == set(Settings.model_fields)
     marked = {name for name, prop in schema["properties"].items() if prop.get("secret")}
-    assert marked == secret_field_names() == {
-        "database_url", "database_password", "jwt_secret_key", "redis_url"
-    }
+    assert (
+        marked
+        == secret_field_names()
+        == {"database_url", "database_password", "jwt_secret_key", "redis_url"}
+    )
 
 
 def test_help_lists_every_command() -> None:

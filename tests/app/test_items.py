@@ -80,9 +80,7 @@ def test_admins_see_all_items_and_filter_by_owner(api: Api) -> None:
     api.item(bob)
     everything = api.client.get("/api/v1/items", headers=admin).json()
     assert everything["total"] == 2
-    only_alice = api.client.get(
-        f"/api/v1/items?owner_id={alice_user['id']}", headers=admin
-    ).json()
+    only_alice = api.client.get(f"/api/v1/items?owner_id={alice_user['id']}", headers=admin).json()
     assert only_alice["total"] == 1
     assert only_alice["items"][0]["owner_id"] == alice_user["id"]
     refused = api.client.get(f"/api/v1/items?owner_id={alice_user['id']}", headers=bob)
@@ -92,7 +90,9 @@ def test_admins_see_all_items_and_filter_by_owner(api: Api) -> None:
 def test_list_pages_filters_and_sorts(api: Api) -> None:
     _, headers = api.user()
     for i, price in enumerate(["5", "1", "3", "4", "2"]):
-        api.item(headers, name=f"item {i}", price=price, description="100% cotton" if i == 2 else None)
+        api.item(
+            headers, name=f"item {i}", price=price, description="100% cotton" if i == 2 else None
+        )
     page = api.client.get("/api/v1/items?limit=2&offset=1&sort=price", headers=headers).json()
     assert page["total"] == 5
     assert [i["price"] for i in page["items"]] == ["2.00", "3.00"]

@@ -17,7 +17,9 @@ def test_healthz_and_readyz(api: Api) -> None:
     assert ready.json()["schema_revision"] == ready.json()["expected_revision"]
 
 
-def test_readyz_is_503_until_the_schema_is_migrated(api_factory: Any, pg_empty_database: str) -> None:
+def test_readyz_is_503_until_the_schema_is_migrated(
+    api_factory: Any, pg_empty_database: str
+) -> None:
     api = api_factory(db_url=pg_empty_database)
     response = api.client.get("/readyz")
     assert response.status_code == 503
@@ -60,8 +62,8 @@ def test_request_id_is_taken_echoed_and_logged(api: Api, logs: LogLines) -> None
     assert given.headers["x-request-id"] == "abc-123"
     generated = api.client.get("/healthz")
     assert len(generated.headers["x-request-id"]) == 32
-    hostile = api.client.get("/healthz", headers={"X-Request-ID": "a\"b} {evil"})
-    assert hostile.headers["x-request-id"] != "a\"b} {evil"
+    hostile = api.client.get("/healthz", headers={"X-Request-ID": 'a"b} {evil'})
+    assert hostile.headers["x-request-id"] != 'a"b} {evil'
     access = logs.matching(msg="request", request_id="abc-123")
     assert len(access) == 1
     assert access[0]["route"] == "/healthz"
@@ -76,7 +78,9 @@ def test_every_error_has_the_same_shape(api: Api) -> None:
         api.client.put("/healthz"),
         api.client.get("/api/v1/items", headers=headers, params={"limit": "x"}),
         api.client.post(
-            "/api/v1/items", content=b"{not json", headers={**headers, "Content-Type": "application/json"}
+            "/api/v1/items",
+            content=b"{not json",
+            headers={**headers, "Content-Type": "application/json"},
         ),
         api.client.get(f"/api/v1/items/{uuid.uuid4()}", headers=headers),
         api.client.get("/api/v1/users", headers=headers),
@@ -115,9 +119,7 @@ def test_large_responses_are_gzipped(api: Api) -> None:
     _, headers = api.user()
     for i in range(20):
         api.item(headers, name=f"item number {i}", description="words " * 20)
-    response = api.client.get(
-        "/api/v1/items", headers={**headers, "Accept-Encoding": "gzip"}
-    )
+    response = api.client.get("/api/v1/items", headers={**headers, "Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
     assert response.json()["total"] == 20
     small = api.client.get("/healthz", headers={"Accept-Encoding": "gzip"})

@@ -107,7 +107,8 @@ def test_sigterm_lets_in_flight_requests_finish(server_factory: Any, pg_database
     with pytest.raises(httpx.TransportError):
         httpx.get(server.base + "/healthz", timeout=2)
     log = server.log_path.read_text()
-    assert '"msg": "request"' in log and '"status": 401' in log
+    assert '"msg": "request"' in log
+    assert '"status": 401' in log
 
 
 def test_serve_logs_json_lines_with_request_ids(server_factory: Any, pg_database: str) -> None:
@@ -117,7 +118,11 @@ def test_serve_logs_json_lines_with_request_ids(server_factory: Any, pg_database
     httpx.get(server.base + "/healthz", headers={"X-Request-ID": "json-line-check"})
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0
-    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for line in server.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
     assert any(line.get("request_id") == "json-line-check" for line in lines)
     assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
 

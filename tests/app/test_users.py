@@ -10,7 +10,8 @@ def test_signup_creates_a_user_with_the_user_role(api: Api) -> None:
     assert body["email"] == "grace@example.com"
     assert body["role"] == "user"
     assert body["is_active"] is True
-    assert "hashed_password" not in body and "password" not in body
+    assert "hashed_password" not in body
+    assert "password" not in body
     stored = api.sql("SELECT hashed_password FROM users WHERE id = :i", i=body["id"])[0][0]
     assert stored.startswith("$argon2id$")
 
@@ -42,7 +43,7 @@ def test_signup_can_be_turned_off(api_factory: Any) -> None:
 
 def test_update_me(api: Api) -> None:
     api.signup(email="taken@example.com")
-    user, headers = api.user()
+    _user, headers = api.user()
     renamed = api.client.patch("/api/v1/users/me", json={"full_name": "New"}, headers=headers)
     assert renamed.status_code == 200
     assert renamed.json()["full_name"] == "New"
@@ -81,7 +82,7 @@ def test_user_management_is_admin_only(api: Api) -> None:
 
 
 def test_admin_manages_users(api: Api) -> None:
-    admin, headers = api.user(admin=True)
+    _admin, headers = api.user(admin=True)
     target = api.signup()
     listed = api.client.get("/api/v1/users?limit=1&offset=0", headers=headers)
     assert listed.status_code == 200

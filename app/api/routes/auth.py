@@ -35,9 +35,5 @@ async def login(
         email=form.username,
         password=form.password,
     )
-    token = services.tokens.issue(
-        user_id=user.id, token_version=user.token_version, role=user.role
-    )
-    return Token(
-        access_token=token, expires_in=int(services.tokens.lifetime.total_seconds())
-    )
+    token = services.tokens.issue(user_id=user.id, token_version=user.token_version, role=user.role)
+    return Token(access_token=token, expires_in=int(services.tokens.lifetime.total_seconds()))

@@ -98,11 +98,17 @@ async def update_item(
     session: SessionDep,
     background: BackgroundTasks,
 ) -> ItemPublic:
-    item, changed = await items.update(
+    item, _changed = await items.update(
         session=session, cache=services.cache, principal=principal, item_id=item_id, changes=body
     )
-    _audit(background, services, principal, "update", item.id, body.model_dump(mode="json",
-           exclude_unset=True))
+    _audit(
+        background,
+        services,
+        principal,
+        "update",
+        item.id,
+        body.model_dump(mode="json", exclude_unset=True),
+    )
     return ItemPublic.model_validate(item)
 
 
@@ -114,8 +120,6 @@ async def delete_item(
     session: SessionDep,
     background: BackgroundTasks,
 ) -> Response:
-    await items.delete(
-        session=session, cache=services.cache, principal=principal, item_id=item_id
-    )
+    await items.delete(session=session, cache=services.cache, principal=principal, item_id=item_id)
     _audit(background, services, principal, "delete", item_id)
     return Response(status_code=204)

@@ -62,9 +62,7 @@ async def update_me(
     return UserPublic.model_validate(user)
 
 
-@router.post(
-    "/me/password", status_code=204, responses=errors.responses(400, 401, 422)
-)
+@router.post("/me/password", status_code=204, responses=errors.responses(400, 401, 422))
 async def change_password(
     body: PasswordChange, principal: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> Response:
@@ -94,9 +92,7 @@ async def list_users(
     )
 
 
-@router.get(
-    "/{user_id}", response_model=UserPublic, responses=errors.responses(401, 403, 404, 422)
-)
+@router.get("/{user_id}", response_model=UserPublic, responses=errors.responses(401, 403, 404, 422))
 async def read_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) -> UserPublic:
     return UserPublic.model_validate(await users.get(session=session, user_id=user_id))
 
@@ -126,9 +122,7 @@ async def update_user(
     return UserPublic.model_validate(user)
 
 
-@router.delete(
-    "/{user_id}", status_code=204, responses=errors.responses(401, 403, 404, 409, 422)
-)
+@router.delete("/{user_id}", status_code=204, responses=errors.responses(401, 403, 404, 409, 422))
 async def delete_user(
     user_id: uuid.UUID, admin: AdminUser, services: ServicesDep, session: SessionDep
 ) -> Response:

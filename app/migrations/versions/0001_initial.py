@@ -72,9 +72,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
     )
     op.create_index(op.f("ix_audit_events_at"), "audit_events", ["at"], unique=False)
-    op.create_index(
-        op.f("ix_audit_events_entity_id"), "audit_events", ["entity_id"], unique=False
-    )
+    op.create_index(op.f("ix_audit_events_entity_id"), "audit_events", ["entity_id"], unique=False)
 
 
 def downgrade() -> None:

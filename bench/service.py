@@ -1,0 +1,364 @@
+"""`make bench`: fastship's HTTP throughput and latency, side by side with a ceiling.
+
+One uvicorn worker (uvloop, httptools) for fastship on a real PostgreSQL on loopback
+with 100 items seeded, and the pure-ASGI ceiling app (bench/ceiling.py) under the
+same uvicorn settings; `wrk -t2 -c50 -d15s` against each endpoint, one after the
+other, in the same run. Prints a Markdown table and writes it with the raw numbers
+to bench/results/. Options: --duration, --connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.postgres import PostgresServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "benchmark-signing-key-" + "b" * 32
+UVICORN = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(
+    name: str, url: str, *, threads: int, connections: int, duration: int, script: str | None = None
+) -> Result:
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script or "")
+    if script:
+        cmd += ["-s", lua.name]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    Path(lua.name).unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    return Result(name, rps, p50, p99, errors, requests)
+
+
+def lua_request(method: str, headers: dict[str, str], body: str = "") -> str:
+    lines = [f'wrk.method = "{method}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    if body:
+        lines.append(f"wrk.body = {json.dumps(body)}")
+    return "\n".join(lines) + "\n"
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"{url} not ready")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_fastship(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    d, c = args.duration, args.connections
+    results: list[Result] = []
+    extra: dict[str, Any] = {}
+    work = Path(tempfile.mkdtemp(prefix="fastship-bench-"))
+    pg = PostgresServer(work / "pg")
+    pg.init()
+    pg.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        db = pg.create_database("bench")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")},
+            "FASTSHIP_DATABASE_URL": pg.url(db),
+            "FASTSHIP_ENVIRONMENT": "production",
+            "FASTSHIP_JWT_SECRET_KEY": KEY,
+            "FASTSHIP_LOG_LEVEL": "WARNING",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate", "--termination-log", str(work / "t")],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+
+        # Time to ready: process start to the first 200 on /readyz, three starts.
+        starts = []
+        for _ in range(3):
+            port = free_port()
+            proc = start_fastship(env, port, work / "start.log")
+            starts.append(wait_http(f"http://127.0.0.1:{port}/readyz", proc))
+            proc.terminate()
+            proc.wait(30)
+        extra["start_to_ready_s"] = {"median": statistics.median(starts), "all": starts}
+
+        ceiling_port = free_port()
+        ceiling = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.ceiling:app",
+                "--port",
+                str(ceiling_port),
+                *UVICORN,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(ceiling)
+        port = free_port()
+        server = start_fastship(env, port, work / "server.log")
+        procs.append(server)
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
+        wait_http(base + "/readyz", server)
+
+        client = httpx.Client(base_url=base, timeout=30)
+        client.post(
+            "/api/v1/users/signup",
+            json={"email": "bench@example.com", "password": "benchmark password"},
+        ).raise_for_status()
+        token = client.post(
+            "/api/v1/auth/token",
+            data={"username": "bench@example.com", "password": "benchmark password"},
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        ids = [
+            client.post(
+                "/api/v1/items",
+                headers=auth,
+                json={
+                    "name": f"item {i}",
+                    "description": "a benchmark item with a short description",
+                    "price": f"{i}.99",
+                    "tags": ["bench", "load"],
+                },
+            ).json()["id"]
+            for i in range(100)
+        ]
+
+        ceil = f"http://127.0.0.1:{ceiling_port}"
+        results.append(
+            wrk("ceiling /health", ceil + "/health", threads=2, connections=c, duration=d)
+        )
+        results.append(wrk("ceiling /items", ceil + "/items", threads=2, connections=c, duration=d))
+        results.append(wrk("/healthz", base + "/healthz", threads=2, connections=c, duration=d))
+        results.append(
+            wrk(
+                "list items (limit 100)",
+                base + "/api/v1/items?limit=100",
+                threads=2,
+                connections=c,
+                duration=d,
+                script=lua_request("GET", auth),
+            )
+        )
+        results.append(
+            wrk(
+                "get one item",
+                f"{base}/api/v1/items/{ids[50]}",
+                threads=2,
+                connections=c,
+                duration=d,
+                script=lua_request("GET", auth),
+            )
+        )
+        results.append(
+            wrk(
+                "create item",
+                base + "/api/v1/items",
+                threads=2,
+                connections=c,
+                duration=d,
+                script=lua_request(
+                    "POST",
+                    {**auth, "Content-Type": "application/json"},
+                    json.dumps({"name": "new", "price": "1.00", "tags": ["x"]}),
+                ),
+            )
+        )
+        # Login alone at 10 connections, then get-one while login keeps that load up.
+        login = lua_request(
+            "POST",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            "username=bench%40example.com&password=benchmark+password",
+        )
+        results.append(
+            wrk(
+                "login (10 connections)",
+                base + "/api/v1/auth/token",
+                threads=1,
+                connections=10,
+                duration=d,
+                script=login,
+            )
+        )
+        under: dict[str, Result] = {}
+        background = threading.Thread(
+            target=lambda: under.setdefault(
+                "login",
+                wrk(
+                    "login during get-one",
+                    base + "/api/v1/auth/token",
+                    threads=1,
+                    connections=10,
+                    duration=d,
+                    script=login,
+                ),
+            )
+        )
+        background.start()
+        time.sleep(1)
+        results.append(
+            wrk(
+                "get one item while login loaded",
+                f"{base}/api/v1/items/{ids[50]}",
+                threads=1,
+                connections=10,
+                duration=d - 2,
+                script=lua_request("GET", auth),
+            )
+        )
+        background.join()
+        results.append(under["login"])
+        extra["worker_rss_mb_after_run"] = rss_mb(server.pid)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        pg.stop("immediate")
+        shutil.rmtree(work, ignore_errors=True)
+
+    by = {r.name: r for r in results}
+    targets = {
+        "/healthz": ("ceiling /health", 0.20, None),
+        "list items (limit 100)": ("ceiling /items", 0.10, 100.0),
+        "get one item": ("ceiling /health", 0.05, 50.0),
+        "create item": ("ceiling /health", 0.03, None),
+        "get one item while login loaded": (None, None, 100.0),
+    }
+    rows = [
+        "| run | req/s | p50 ms | p99 ms | errors | ratio to ceiling | target | verdict |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    verdicts = []
+    for r in results:
+        ratio_text, target_text, ok = "", "", True
+        if r.name in targets:
+            ref, min_ratio, max_p99 = targets[r.name]
+            parts = []
+            if ref:
+                ratio = r.rps / by[ref].rps
+                ratio_text = f"{ratio:.3f} of {ref}"
+                parts.append(f"≥ {min_ratio}")
+                ok &= ratio >= (min_ratio or 0)
+            if max_p99:
+                parts.append(f"p99 ≤ {max_p99:g} ms")
+                ok &= r.p99_ms <= max_p99
+            target_text = ", ".join(parts)
+        ok &= r.errors == 0
+        verdict = "ok" if ok else "MISSED"
+        verdicts.append(ok)
+        cells = [r.name, f"{r.rps:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", str(r.errors)]
+        rows.append("| " + " | ".join([*cells, ratio_text, target_text, verdict]) + " |")
+    rss = extra["worker_rss_mb_after_run"]
+    start = extra["start_to_ready_s"]["median"]
+    rows.append("")
+    rss_ok = "ok" if rss <= 120 else "MISSED"
+    start_ok = "ok" if start <= 1.0 else "MISSED"
+    rows.append(f"- worker RSS after the run: {rss:.0f} MB (target ≤ 120 MB): {rss_ok}")
+    rows.append(
+        f"- process start to first 200 on /readyz: {start:.2f} s, median of 3 "
+        f"(target ≤ 1.0 s): {start_ok}"
+    )
+    table = "\n".join(rows)
+    print(
+        textwrap.dedent(f"""
+        wrk -t2 -c{c} -d{d}s (login runs: -t1 -c10), one uvicorn worker, PostgreSQL on loopback,
+        {os.cpu_count()} cores shared with the load generator.
+    """)
+    )
+    print(table)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out / f"service-{stamp}.json").write_text(
+        json.dumps({"results": [asdict(r) for r in results], **extra}, indent=2)
+    )
+    (out / f"service-{stamp}.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
