@@ -1,0 +1,210 @@
+"""A real `helm install` into the local control plane, under Pod Security "restricted".
+
+The API server, admission (Pod Security), the Deployment, ReplicaSet, StatefulSet and HPA
+controllers and the scheduler are the real ones. kwok runs no containers: it marks pods
+Running, so the one thing a container would decide, the exit of the `helm test` Pod, is
+written into the Pod's status by the test, as the kubelet would after the container
+exited. The operator is not running here (tests/operator/ runs it against this chart).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+import yaml
+
+from tests.chart.conftest import CHART
+from tests.support.kube import Kube, wait_until
+
+RELEASE = "web"
+FULLNAME = f"{RELEASE}-fastship"
+INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
+SERVER = f"{INSTANCE},app.kubernetes.io/component=server"
+HPA_REPLICAS = 3
+VALUES = [
+    "--set",
+    "autoscaling.enabled=true",
+    "--set",
+    f"autoscaling.minReplicas={HPA_REPLICAS}",
+    "--set",
+    f"autoscaling.maxReplicas={HPA_REPLICAS}",
+    "--set",
+    "config.log_level=DEBUG",
+]
+
+
+def helm(kube: Kube, ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return kube.helm(*args, "--namespace", ns, check=check)
+
+
+def install(kube: Kube, ns: str, *extra: str) -> None:
+    helm(kube, ns, "upgrade", "--install", RELEASE, str(CHART), *VALUES, *extra)
+
+
+def manifest_objects(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    text = helm(kube, ns, "get", "manifest", RELEASE).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def pods(kube: Kube, ns: str, selector: str) -> list[dict[str, Any]]:
+    return list(kube.get("pods", namespace=ns, selector=selector)["items"])
+
+
+def secret_value(kube: Kube, ns: str, name: str, key: str) -> str:
+    data = kube.get("secret", name, namespace=ns)["data"]
+    return base64.b64decode(data[key]).decode()
+
+
+def set_pod_exit(kube: Kube, ns: str, name: str, exit_code: int) -> None:
+    """What the kubelet writes when the Pod's only container exits."""
+    pod = kube.get("pod", name, namespace=ns)
+    container = pod["spec"]["containers"][0]
+    terminated = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "startedAt": pod["metadata"]["creationTimestamp"],
+        "finishedAt": pod["metadata"]["creationTimestamp"],
+    }
+    status = {
+        "status": {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "image": container["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
+    }
+    kube.kubectl(
+        "patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps(status),
+    )  # fmt: skip
+
+
+def run_helm_test(kube: Kube, ns: str, exit_code: int) -> subprocess.CompletedProcess[str]:
+    """`helm test`, with the test Pod's container exiting with ``exit_code`` on kwok."""
+    result: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def run() -> None:
+        result["proc"] = helm(kube, ns, "test", RELEASE, "--timeout", "120s", check=False)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    name = f"{FULLNAME}-test-readyz"
+    if kube.local:
+
+        def running() -> bool:
+            found = [p for p in pods(kube, ns, INSTANCE) if p["metadata"]["name"] == name]
+            return bool(found) and found[0]["status"].get("phase") == "Running"
+
+        wait_until(running, timeout=60, interval=0.5, what="the helm test Pod to run")
+        set_pod_exit(kube, ns, name, exit_code)
+    thread.join(timeout=180)
+    assert "proc" in result, "helm test did not return"
+    return result["proc"]
+
+
+def remaining(kube: Kube, ns: str) -> list[str]:
+    """Every namespaced object of the release still in the namespace, as kind/name."""
+    kinds = kube.kubectl("api-resources", "--verbs=list", "--namespaced", "-o", "name").stdout
+    wanted = ",".join(k for k in kinds.split() if k not in {"events", "events.events.k8s.io"})
+    found = kube.get(wanted, namespace=ns, selector=INSTANCE)["items"]
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in found)
+
+
+def test_install_upgrade_test_uninstall(kube: Kube, restricted_namespace: str) -> None:
+    ns = restricted_namespace
+    install(kube, ns)
+
+    # Every object of the release was accepted by the API server and admission.
+    objects = manifest_objects(kube, ns)
+    counts = Counter(o["kind"] for o in objects)
+    for obj in objects:
+        kube.kubectl("get", obj["kind"], obj["metadata"]["name"], "-n", ns)
+    sys.stderr.write(f"\n[chart] objects of a default install with the HPA on: {dict(counts)}\n")
+    assert counts["Deployment"] == 2
+    assert counts["HorizontalPodAutoscaler"] == 1
+    assert counts["StatefulSet"] == 1
+    assert counts["Migration"] == 1
+    assert counts["AppConfig"] == 1
+    for crd in ("migrations.fastship.dev", "appconfigs.fastship.dev"):
+        kube.kubectl("get", "crd", crd)
+
+    # Pods are created under "restricted": the HPA's replicas of the service, the
+    # operator and Postgres (a rejected pod would leave its controller with none).
+    def server_pods() -> list[dict[str, Any]] | None:
+        found = [p for p in pods(kube, ns, SERVER) if p["status"].get("phase") == "Running"]
+        return found if len(found) == HPA_REPLICAS else None
+
+    before = wait_until(server_pods, timeout=120, what=f"{HPA_REPLICAS} running server pods")
+    wait_until(
+        lambda: pods(kube, ns, f"{INSTANCE},app.kubernetes.io/component=operator"),
+        timeout=60,
+        what="the operator pod",
+    )
+    wait_until(
+        lambda: pods(kube, ns, f"{INSTANCE},app.kubernetes.io/component=postgresql"),
+        timeout=60,
+        what="the Postgres pod",
+    )
+    deploy = kube.get("deployment", FULLNAME, namespace=ns)
+    assert deploy["spec"]["replicas"] == HPA_REPLICAS  # set by the HPA, not by the chart
+    jwt = secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key")
+    password = secret_value(kube, ns, f"{FULLNAME}-postgresql", "password")
+
+    # An upgrade keeps the HPA's count and the generated secrets, and rolls no pod.
+    install(kube, ns, "--set", "service.annotations.example\\.com/owner=team")
+    deploy = kube.get("deployment", FULLNAME, namespace=ns)
+    assert deploy["spec"]["replicas"] == HPA_REPLICAS
+    helm_fields = [
+        f
+        for f in deploy["metadata"]["managedFields"]
+        if f.get("manager") == "helm" and "f:replicas" in json.dumps(f.get("fieldsV1", {}))
+    ]
+    assert helm_fields == [], "helm owns spec.replicas of the Deployment"
+    assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") == jwt
+    assert secret_value(kube, ns, f"{FULLNAME}-postgresql", "password") == password
+    after = pods(kube, ns, SERVER)
+    assert sorted(p["metadata"]["uid"] for p in after) == sorted(
+        p["metadata"]["uid"] for p in before
+    ), "the upgrade replaced server pods"
+    assert kube.get("service", FULLNAME, namespace=ns)["metadata"]["annotations"] == {
+        "example.com/owner": "team",
+        "meta.helm.sh/release-name": RELEASE,
+        "meta.helm.sh/release-namespace": ns,
+    }
+
+    # helm test runs its Pod and reports its exit.
+    if kube.local:
+        failed = run_helm_test(kube, ns, exit_code=1)
+        assert failed.returncode != 0, failed.stdout
+    passed = run_helm_test(kube, ns, exit_code=0)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "Phase:          Succeeded" in passed.stdout
+
+    # Uninstall removes everything but the database's volume and its password.
+    helm(kube, ns, "uninstall", RELEASE, "--wait", "--timeout", "120s")
+    kept = sorted(
+        [f"PersistentVolumeClaim/{FULLNAME}-postgresql-data", f"Secret/{FULLNAME}-postgresql"]
+    )
+    wait_until(
+        lambda: remaining(kube, ns) == kept,
+        timeout=120,
+        what=f"only {kept} left after uninstall",
+    )
+
+    # A new install under the same name adopts both and keeps the password of the data.
+    install(kube, ns)
+    assert secret_value(kube, ns, f"{FULLNAME}-postgresql", "password") == password
+    assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") != jwt
