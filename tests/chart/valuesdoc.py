@@ -20,6 +20,7 @@ import yaml
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "fastship"
 VALUES = CHART_DIR / "values.yaml"
 README = CHART_DIR / "README.md"
+SCHEMA = CHART_DIR / "values.schema.json"
 START = "<!-- values-table:start -->"
 END = "<!-- values-table:end -->"
 
@@ -128,9 +129,23 @@ def write(readme: Path = README, values: Path = VALUES) -> None:
     readme.write_text(f"{head}{START}\n{table(values)}{END}{tail}")
 
 
+def write_schema_descriptions(schema_path: Path = SCHEMA, values: Path = VALUES) -> None:
+    """Copy each documented key's description into the schema (which must type the key)."""
+    schema = json.loads(schema_path.read_text())
+    for doc in parse(values):
+        node = schema
+        for part in doc.key.split("."):
+            if part not in node.get("properties", {}):
+                raise SystemExit(f"{doc.key} is not typed in {schema_path}: add it there")
+            node = node["properties"][part]
+        node["description"] = doc.description
+    schema_path.write_text(json.dumps(schema, indent=2) + "\n")
+
+
 if __name__ == "__main__":
     problems = undocumented()
     if problems:
         sys.exit("values.yaml keys without a '# --' comment: " + ", ".join(problems))
     write()
-    print(f"wrote the values table of {README}")
+    write_schema_descriptions()
+    print(f"wrote the values table of {README} and the descriptions of {SCHEMA}")
