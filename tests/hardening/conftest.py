@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.conftest import api, api_factory, logs  # noqa: F401 - the service's fixtures
 from tests.hardening.server import Server
 
 
@@ -43,6 +44,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if fuzz is not None and fuzz.cases_run():
         counts = fuzz.cases_run()
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        terminalreporter.write_line(
-            f"schemathesis: {sum(counts.values())} cases sent ({detail})"
-        )
+        terminalreporter.write_line(f"schemathesis: {sum(counts.values())} cases sent ({detail})")

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 @router.post(
     "/token",
     response_model=Token,
-    responses=errors.responses(401, 403, 422, 429),
+    responses=errors.responses(400, 401, 403, 422, 429),
     summary="Log in with email and password",
 )
 async def login(

@@ -35,7 +35,9 @@ def _audit(
     )
 
 
-@router.post("", response_model=ItemPublic, status_code=201, responses=errors.responses(401, 422))
+@router.post(
+    "", response_model=ItemPublic, status_code=201, responses=errors.responses(400, 401, 422)
+)
 async def create_item(
     body: ItemCreate,
     principal: CurrentUser,
@@ -89,7 +91,9 @@ async def read_item(
     )
 
 
-@router.patch("/{item_id}", response_model=ItemPublic, responses=errors.responses(401, 404, 422))
+@router.patch(
+    "/{item_id}", response_model=ItemPublic, responses=errors.responses(400, 401, 404, 422)
+)
 async def update_item(
     item_id: uuid.UUID,
     body: ItemUpdate,

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/users", tags=["users"])
     "/signup",
     response_model=UserPublic,
     status_code=201,
-    responses=errors.responses(403, 409, 422),
+    responses=errors.responses(400, 403, 409, 422),
 )
 async def signup(body: UserCreate, services: ServicesDep, session: SessionDep) -> UserPublic:
     """Create an account with the `user` role."""
@@ -46,7 +46,7 @@ async def read_me(principal: CurrentUser, session: SessionDep) -> UserPublic:
     return UserPublic.model_validate(await users.get(session=session, user_id=principal.id))
 
 
-@router.patch("/me", response_model=UserPublic, responses=errors.responses(401, 409, 422))
+@router.patch("/me", response_model=UserPublic, responses=errors.responses(400, 401, 409, 422))
 async def update_me(
     body: UserUpdateMe, principal: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> UserPublic:
@@ -98,7 +98,9 @@ async def read_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) -
 
 
 @router.patch(
-    "/{user_id}", response_model=UserPublic, responses=errors.responses(401, 403, 404, 409, 422)
+    "/{user_id}",
+    response_model=UserPublic,
+    responses=errors.responses(400, 401, 403, 404, 409, 422),
 )
 async def update_user(
     user_id: uuid.UUID,
