@@ -1,0 +1,134 @@
+# syntax=docker/dockerfile:1
+#
+# One image for the three roles of fastship, chosen by the command:
+#   (default)                      the API on 0.0.0.0:8000
+#   python -m app migrate          database migrations (the operator's Job)
+#   python -m app wait-for-schema  the app pods' init container
+#   python -m fastship_operator    the kopf operator
+#
+# Build (docs/image.md has the details, the proxy-CA secret and a Debian base):
+#   podman build -t localhost/fastship:dev .
+#   docker buildx build -t fastship:dev .
+#
+# Layers, from the least to the most often changed: base, tini and the runtime
+# user, the dependency venv (changes with pyproject.toml or constraints.txt), the
+# fastship code (changes with every commit), then labels. A code change reuses
+# everything above the code layer and rebuilds in seconds.
+
+# Any Debian-based image with Python >= 3.11 and its venv module (on Debian:
+# python3 and python3-venv). Builder and runtime stages use the same base, so the
+# venv's interpreter is the runtime's interpreter.
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
+
+# The build backend named in pyproject.toml, pinned; it stays in the builder.
+ARG SETUPTOOLS_VERSION=80.9.0
+ARG WHEEL_VERSION=0.45.1
+
+# ---------------------------------------------------------------------------------
+# deps: the runtime dependencies in /opt/venv, installed from constraints.txt.
+FROM ${BASE_IMAGE} AS deps
+ARG SETUPTOOLS_VERSION
+ARG WHEEL_VERSION
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+# binutils strips debug symbols from the dependencies' native modules (below).
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    set -eu; \
+    ca=""; if [ -s /run/secrets/ca ]; then ca="-o Acquire::https::CAInfo=/run/secrets/ca"; fi; \
+    apt-get $ca update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -qq --no-install-recommends binutils >/dev/null; \
+    rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml constraints.txt ./
+# A proxy's CA bundle may be passed as the build secret `ca`
+# (--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt). It is mounted for this
+# one command and is in no layer. Without it pip uses its own CA bundle.
+# Only wheels: the builder has no compiler, and nothing is compiled at build time.
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    set -eu; \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi; \
+    python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fastship needs Python >= 3.11 in BASE_IMAGE, found " + sys.version.split()[0])'; \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt; \
+    python3 -m venv /opt/venv; \
+    /opt/venv/bin/python -m pip install --quiet --only-binary=:all: -c constraints.txt -r requirements.txt; \
+    /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools; \
+    # Size: some wheels ship their native modules with debug symbols (uvloop alone
+    # 13 MB, 2 MB without), and the kubernetes client carries a second, asyncio
+    # copy of itself (kubernetes.aio, 68 MB) that fastship does not import; the
+    # code stage refuses code that does.
+    find /opt/venv -name '*.so*' -type f | while read -r lib; do \
+        if readelf -S "$lib" | grep -q '[.]debug_'; then strip --strip-debug "$lib"; fi; \
+    done; \
+    rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio; \
+    python3 -m venv /opt/build; \
+    /opt/build/bin/python -m pip install --quiet --only-binary=:all: \
+        "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}"; \
+    # The fastship code goes to /opt/fastship (its own layer); this makes the venv see it.
+    purelib=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+    echo /opt/fastship > "$purelib/fastship.pth"
+
+# ---------------------------------------------------------------------------------
+# code: fastship's packages `app` and `fastship_operator` as an installed wheel in
+# /opt/fastship, byte-compiled (the runtime root filesystem is read-only).
+FROM deps AS code
+COPY pyproject.toml README.m[d] ./
+COPY app ./app
+COPY operator ./operator
+RUN set -eu; \
+    if grep -rnE 'kubernetes[.]aio|from kubernetes import .*[^_]aio' app operator; then \
+        echo 'the image leaves out kubernetes.aio: see the deps stage of the Dockerfile' >&2; \
+        exit 1; \
+    fi; \
+    /opt/build/bin/python -m pip wheel --quiet --no-deps --no-build-isolation --no-index \
+        --wheel-dir /tmp/dist . ; \
+    /opt/build/bin/python -m pip install --quiet --no-deps --no-index --no-compile \
+        --target /opt/fastship /tmp/dist/*.whl; \
+    # Console scripts would point at the builder's interpreter; `python -m app` is the CLI.
+    rm -rf /opt/fastship/bin; \
+    /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/fastship; \
+    /opt/venv/bin/python -c 'import app.cli, fastship_operator'
+
+# ---------------------------------------------------------------------------------
+# runtime
+FROM ${BASE_IMAGE} AS runtime
+# tini as PID 1: forwards SIGTERM to the server and reaps orphaned processes.
+# apt may use the same proxy CA secret; nothing of it stays in the layer.
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    set -eu; \
+    ca=""; if [ -s /run/secrets/ca ]; then ca="-o Acquire::https::CAInfo=/run/secrets/ca"; fi; \
+    apt-get $ca update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -qq --no-install-recommends tini >/dev/null; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log; \
+    groupadd --system --gid 10001 fastship; \
+    useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin fastship
+
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=code /opt/fastship /opt/fastship
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    FASTSHIP_HOST=0.0.0.0 \
+    FASTSHIP_SQLITE_PATH=/tmp/fastship.db
+# A read-only, root-owned working directory: `python -m` puts it on sys.path.
+WORKDIR /opt/fastship
+USER 10001:10001
+EXPOSE 8000
+ENTRYPOINT ["tini", "--"]
+CMD ["python", "-m", "app", "serve"]
+
+# Last, so that a new version or commit changes only this metadata.
+ARG VERSION=0.0.0+dev
+ARG REVISION=unknown
+ARG SOURCE=
+LABEL org.opencontainers.image.title="fastship" \
+      org.opencontainers.image.description="fastship: the API, its migrations and its Kubernetes operator" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV FASTSHIP_BUILD_VERSION=${VERSION}
