@@ -108,6 +108,8 @@ def assert_restricted(obj: dict[str, Any]) -> None:
     psc = spec.get("securityContext") or {}
     assert psc.get("runAsNonRoot") is True, f"{where}: pod runAsNonRoot"
     assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{where}: seccomp"
+    # Service links would put FASTSHIP_PORT=tcp://... into a release named "fastship".
+    assert spec.get("enableServiceLinks") is False, f"{where}: enableServiceLinks"
     for host in ("hostNetwork", "hostPID", "hostIPC"):
         assert not spec.get(host), f"{where}: {host}"
     for volume in spec.get("volumes", []) or []:
