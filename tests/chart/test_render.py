@@ -499,3 +499,20 @@ def test_values_yaml_is_the_default(render: RenderFn) -> None:
     b = render()
     assert a.kinds() == b.kinds()
     assert server(a)["spec"]["template"]["spec"] == server(b)["spec"]["template"]["spec"]
+
+
+def test_bundled_postgres_existing_secret(render: RenderFn) -> None:
+    rendered = render({"postgresql": {"bundled": {"existingSecret": "pg-creds"}}})
+    assert not rendered.has("Secret", f"{FULLNAME}-postgresql")
+    sts = rendered.get("StatefulSet", f"{FULLNAME}-postgresql")
+    password = env(container(sts, "postgresql"))["POSTGRES_PASSWORD"]
+    assert password == {"secretKeyRef": {"name": "pg-creds", "key": "password"}}
+    assert "annotations" not in sts["spec"]["template"]["metadata"]
+    deploy = server(rendered)
+    url = env(container(deploy, "server"))["FASTSHIP_DATABASE_URL"]
+    assert url == {"secretKeyRef": {"name": "pg-creds", "key": "uri"}}
+    assert "checksum/database-secret" not in deploy["spec"]["template"]["metadata"]["annotations"]
+    assert rendered.get("Migration", FULLNAME)["spec"]["databaseSecretRef"] == {
+        "name": "pg-creds",
+        "key": "uri",
+    }

@@ -79,10 +79,14 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Database ------------------------------------------------------------------------- */}}
 
 {{/* Name of the Secret holding the database URL. */}}
+{{- define "fastship.postgresql.secretName" -}}
+{{- default (include "fastship.postgresql.fullname" .) .Values.postgresql.bundled.existingSecret -}}
+{{- end -}}
+
 {{- define "fastship.database.secretName" -}}
 {{- $mode := .Values.postgresql.mode -}}
 {{- if eq $mode "bundled" -}}
-{{- include "fastship.postgresql.fullname" . -}}
+{{- include "fastship.postgresql.secretName" . -}}
 {{- else if eq $mode "external" -}}
 {{- required "postgresql.external.existingSecret is required when postgresql.mode is external: name a Secret whose key postgresql.external.uriKey holds postgresql://user:password@host:5432/db" .Values.postgresql.external.existingSecret -}}
 {{- else -}}
