@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonpatch  # type: ignore[import-untyped]
+import jsonpatch
 import jsonschema  # type: ignore[import-untyped]
 import yaml
 
@@ -108,7 +108,9 @@ def expand(template: str, variables: dict[str, str]) -> str:
 
     def one(match: re.Match[str]) -> str:
         key = match.group(1)
-        assert key in variables, f"template {template!r} uses {{{{.{key}}}}}, which skaffold does not set"
+        assert key in variables, (
+            f"template {template!r} uses {{{{.{key}}}}}, which skaffold does not set"
+        )
         return variables[key]
 
     expanded = re.sub(r"\{\{\s*\.([A-Za-z0-9_]+)\s*\}\}", one, template)

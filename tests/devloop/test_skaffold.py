@@ -72,7 +72,9 @@ def test_every_profile_is_offered_and_dev_is_the_dev_command(config: dict[str, A
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "no-profile")
-def test_image_values_come_from_the_one_artifact(config: dict[str, Any], profile: str | None) -> None:
+def test_image_values_come_from_the_one_artifact(
+    config: dict[str, Any], profile: str | None
+) -> None:
     eff = effective(config, profile)
     artifacts = eff["build"]["artifacts"]
     assert [a["image"] for a in artifacts] == ["fastship"], "one image for every role"
@@ -124,7 +126,8 @@ def test_dev_profile_builds_on_the_root_image_and_syncs_into_its_package(
     (hook,) = artifact["hooks"]["before"]
     command = " ".join(hook["command"])
     base = artifact["docker"]["buildArgs"]["BASE"]
-    assert f"--tag {base} " in command and command.endswith('"$SKAFFOLD_BUILD_CONTEXT"')
+    assert f"--tag {base} " in command
+    assert command.endswith('"$SKAFFOLD_BUILD_CONTEXT"')
     dev = _dockerfile_instructions(DEV_DOCKERFILE)
     assert ("ARG", f"BASE={base}") in dev
     assert dev[1] == ("FROM", "${BASE}")

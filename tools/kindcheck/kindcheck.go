@@ -3,8 +3,9 @@
 // kindcheck validates a kind cluster config file the way `kind create cluster --config`
 // does, without creating anything: kind's own loader (strict decoding into the
 // v1alpha4 types, then kind's defaulting and conversion) followed by kind's own
-// validation. It prints the defaulted config as JSON on success and exits 1 with
-// kind's error messages otherwise.
+// validation. On success it prints JSON: {"kindNodeImage": the release's default node
+// image, "configs": {FILE: the loaded, defaulted config}}. Otherwise it exits 1 with
+// kind's error messages, one line per file.
 //
 // kind keeps its loader and validation in internal packages, so build.sh builds this
 // file as a package inside a copy of the sigs.k8s.io/kind module, at the version
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"os"
 
+	"sigs.k8s.io/kind/pkg/apis/config/defaults"
 	"sigs.k8s.io/kind/pkg/internal/apis/config/encoding"
 )
 
@@ -52,7 +54,8 @@ func main() {
 	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", "  ")
-	if err := out.Encode(results); err != nil {
+	report := map[string]interface{}{"kindNodeImage": defaults.Image, "configs": results}
+	if err := out.Encode(report); err != nil {
 		fmt.Fprintln(os.Stderr, "kindcheck:", err)
 		os.Exit(1)
 	}
