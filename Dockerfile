@@ -24,6 +24,12 @@ ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 ARG SETUPTOOLS_VERSION=80.9.0
 ARG WHEEL_VERSION=0.45.1
 
+# What this build is: OCI labels, FASTSHIP_BUILD_VERSION (the version the service
+# reports) and /opt/fastship/build-info.
+ARG VERSION=0.0.0+dev
+ARG REVISION=unknown
+ARG SOURCE=
+
 # ---------------------------------------------------------------------------------
 # deps: the runtime dependencies in /opt/venv, installed from constraints.txt.
 FROM ${BASE_IMAGE} AS deps
@@ -76,6 +82,13 @@ FROM deps AS code
 COPY pyproject.toml README.m[d] ./
 COPY app ./app
 COPY operator ./operator
+# The build's identity goes into this layer too. Besides recording it, that makes
+# a new VERSION or REVISION rebuild this layer and everything after it: podman 4.3
+# (buildah 1.28) takes LABEL and ENV steps from its cache without looking at the
+# build arguments they expand, and would keep the previous build's labels.
+ARG VERSION
+ARG REVISION
+ARG SOURCE
 RUN set -eu; \
     if grep -rnE 'kubernetes[.]aio|from kubernetes import .*[^_]aio' app operator; then \
         echo 'the image leaves out kubernetes.aio: see the deps stage of the Dockerfile' >&2; \
@@ -88,6 +101,8 @@ RUN set -eu; \
     # Console scripts would point at the builder's interpreter; `python -m app` is the CLI.
     rm -rf /opt/fastship/bin; \
     /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/fastship; \
+    printf 'version=%s\nrevision=%s\nsource=%s\n' "$VERSION" "$REVISION" "$SOURCE" \
+        > /opt/fastship/build-info; \
     /opt/venv/bin/python -c 'import app.cli, fastship_operator'
 
 # ---------------------------------------------------------------------------------
@@ -121,10 +136,9 @@ EXPOSE 8000
 ENTRYPOINT ["tini", "--"]
 CMD ["python", "-m", "app", "serve"]
 
-# Last, so that a new version or commit changes only this metadata.
-ARG VERSION=0.0.0+dev
-ARG REVISION=unknown
-ARG SOURCE=
+ARG VERSION
+ARG REVISION
+ARG SOURCE
 LABEL org.opencontainers.image.title="fastship" \
       org.opencontainers.image.description="fastship: the API, its migrations and its Kubernetes operator" \
       org.opencontainers.image.source="${SOURCE}" \
