@@ -51,7 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status = await asyncio.to_thread(schema.migrate, settings)
             log.info("schema migrated", extra={"revision": status.database_revision})
         db = Database(settings)
-        hashing = PasswordHashing(settings)
+        # Both are slow the first time (Alembic's import, one argon2 hash): pay for them
+        # side by side, before the first request.
+        hashing, _ = await asyncio.gather(
+            asyncio.to_thread(PasswordHashing, settings), asyncio.to_thread(schema.head_revision)
+        )
         services = Services(
             settings=settings,
             db=db,

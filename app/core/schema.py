@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.config import Settings
 from app.core.db import create_sync_engine
+
+if TYPE_CHECKING:  # Alembic is imported when first needed: it is slow to import.
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 # pg_advisory_lock key: "fastship" as 8 ASCII bytes, so it is recognisable in pg_locks.
 MIGRATION_LOCK_KEY = int.from_bytes(b"fastship", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -58,6 +60,8 @@ class SchemaStatus:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("app") / "migrations"))
     return cfg
@@ -65,6 +69,8 @@ def alembic_config() -> Config:
 
 @lru_cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -116,6 +122,8 @@ def read_status(settings: Settings) -> SchemaStatus:
 def migrate(settings: Settings) -> SchemaStatus:
     """Upgrade to head. On Postgres this runs under an advisory lock: of concurrent
     runs one migrates while the others wait, then find nothing left to do."""
+    from alembic import command
+
     engine = create_sync_engine(settings)
     cfg = alembic_config()
     try:

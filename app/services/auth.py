@@ -4,6 +4,8 @@ Failures are counted per email address in ``login_throttle``, for addresses with
 without an account alike: after ``login_max_failures`` failures within
 ``login_failure_window_seconds`` the address is locked for ``login_lockout_seconds``
 (429 with Retry-After), and a locked address is refused before any password check.
+Each attempt is counted before its password check, under a row lock, so that
+concurrent guesses cannot slip past the limit.
 Unknown addresses cost a full argon2 verification, so that neither the answer nor its
 timing tells whether an account exists.
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
@@ -40,25 +44,13 @@ async def authenticate(
     password: str,
 ) -> User:
     key = users.normalize_email(email)[:320]
-    now = utcnow()
-    throttle = await session.get(LoginThrottle, key)
-    if throttle is not None and throttle.locked_until is not None:
-        locked_until = _aware(throttle.locked_until)
-        if locked_until > now:
-            metrics.LOGIN_FAILURES.labels("locked").inc()
-            retry = max(1, math.ceil((locked_until - now).total_seconds()))
-            raise AppError(
-                429,
-                f"Too many failed logins for this email; try again in {retry} seconds",
-                code="login_locked",
-                headers={"Retry-After": str(retry)},
-            )
+    if "\x00" not in key:
+        await _count_attempt(session=session, settings=settings, key=key)
 
     user = await users.get_by_email(session=session, email=key) if "\x00" not in key else None
     valid = await hashing.verify(user.hashed_password if user else None, password)
     if not valid or user is None:
         metrics.LOGIN_FAILURES.labels("credentials").inc()
-        await _record_failure(session=session, settings=settings, key=key, throttle=throttle)
         raise AppError(
             401,
             INVALID_CREDENTIALS,
@@ -69,25 +61,42 @@ async def authenticate(
         metrics.LOGIN_FAILURES.labels("disabled").inc()
         raise AppError(403, "This account is disabled", code="account_disabled")
 
-    if throttle is not None:
-        await session.delete(throttle)
+    await session.execute(delete(LoginThrottle).where(LoginThrottle.email == key))
     if hashing.needs_rehash(user.hashed_password):
         user.hashed_password = await hashing.hash(password)
     await session.commit()
     return user
 
 
-async def _record_failure(
-    *, session: AsyncSession, settings: Settings, key: str, throttle: LoginThrottle | None
-) -> None:
-    if "\x00" in key:
-        return
+async def _count_attempt(*, session: AsyncSession, settings: Settings, key: str) -> None:
+    """Count this attempt as a failure before the password is checked (a success
+    clears the count), or refuse it with 429 while the address is locked.
+
+    The count is taken under a row lock and committed before the slow password check,
+    so that concurrent guesses cannot all read the same count: however many arrive at
+    once, at most ``login_max_failures`` of them reach a password check per window.
+    """
     now = utcnow()
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    await session.execute(
+        insert(LoginThrottle)
+        .values(email=key, failures=0, window_started_at=now)
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    throttle = await session.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
+    assert throttle is not None  # inserted above, and only a success deletes it
+    if throttle.locked_until is not None and _aware(throttle.locked_until) > now:
+        await session.commit()
+        metrics.LOGIN_FAILURES.labels("locked").inc()
+        retry = max(1, math.ceil((_aware(throttle.locked_until) - now).total_seconds()))
+        raise AppError(
+            429,
+            f"Too many failed logins for this email; try again in {retry} seconds",
+            code="login_locked",
+            headers={"Retry-After": str(retry)},
+        )
     window = timedelta(seconds=settings.login_failure_window_seconds)
-    if throttle is None:
-        throttle = LoginThrottle(email=key, failures=0, window_started_at=now)
-        session.add(throttle)
-    elif _aware(throttle.window_started_at) + window < now:
+    if _aware(throttle.window_started_at) + window < now:
         throttle.failures = 0
         throttle.window_started_at = now
         throttle.locked_until = None
@@ -96,9 +105,4 @@ async def _record_failure(
         throttle.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
         throttle.failures = 0
         throttle.window_started_at = now
-    try:
-        await session.commit()
-    except IntegrityError:
-        # A concurrent failure for the same address created the row first; its count
-        # stands, and this attempt was refused anyway.
-        await session.rollback()
+    await session.commit()
