@@ -228,3 +228,25 @@ def test_install_upgrade_test_uninstall(kube: Kube, restricted_namespace: str) -
     install(kube, ns)
     assert secret_value(kube, ns, f"{FULLNAME}-postgresql", "password") == password
     assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") != jwt
+
+
+def test_hook_mode_install_and_upgrade(kube: Kube, restricted_namespace: str) -> None:
+    """migrations.mode hook: the Job runs post-install (bundled database), pre-upgrade."""
+    ns = restricted_namespace
+    hook = ["--set", "migrations.mode=hook", "--set", "operator.enabled=false"]
+    install(kube, ns, *hook)  # returns once the post-install Job has completed
+    job = kube.get("job", f"{FULLNAME}-migrate", namespace=ns)
+    assert job["status"].get("succeeded") == 1
+    first_uid = job["metadata"]["uid"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    config = kube.get("configmap", f"{FULLNAME}-config", namespace=ns)
+    assert config["data"] == {"FASTSHIP_LOG_LEVEL": "DEBUG"}
+    assert not kube.get("migrations", namespace=ns)["items"]
+
+    install(kube, ns, *hook, "--set", "image.tag=0.2.0")
+    job = kube.get("job", f"{FULLNAME}-migrate", namespace=ns)
+    assert job["metadata"]["uid"] != first_uid  # before-hook-creation replaced it
+    assert job["status"].get("succeeded") == 1
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "fastship:0.2.0"
+    history = helm(kube, ns, "history", RELEASE, "-o", "json").stdout
+    assert [r["status"] for r in json.loads(history)] == ["superseded", "deployed"]
