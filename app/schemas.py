@@ -26,6 +26,10 @@ def _no_control_chars(value: str) -> str:
     # fields, and Postgres refuses NUL outright.
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
         raise ValueError("must not contain control characters")
+    # A JSON escape such as "\udfff" decodes to a lone surrogate, which is no
+    # character at all and cannot be encoded as UTF-8 for the database.
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError("must not contain unpaired surrogates")
     return value
 
 
