@@ -41,17 +41,17 @@ kind-up:
 
 ## dev: skaffold dev on the kind cluster: build, deploy, sync app/**/*.py, stream logs (Ctrl+C removes the release)
 dev:
-	@$(DEV_CHECK) docker=$(DOCKER_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
+	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
 	PATH="$(DEV_PATH)" skaffold dev --profile dev --kube-context '$(KIND_CONTEXT)' --port-forward=user
 
 ## dev-run: skaffold run (the chart's defaults) on the kind cluster and return; dev-delete removes it
 dev-run:
-	@$(DEV_CHECK) docker=$(DOCKER_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
+	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
 	PATH="$(DEV_PATH)" skaffold run --kube-context '$(KIND_CONTEXT)'
 
 ## dev-prod: skaffold run -p prod (HPA on, two replicas at least) on the kind cluster, with port-forward until Ctrl+C
 dev-prod:
-	@$(DEV_CHECK) docker=$(DOCKER_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
+	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
 	PATH="$(DEV_PATH)" skaffold run --profile prod --kube-context '$(KIND_CONTEXT)' --port-forward=user
 
 ## dev-delete: skaffold delete: uninstall the release from the kind cluster (the cluster stays)

@@ -147,8 +147,9 @@ def set_path(values: dict[str, Any], dotted: str, value: Any) -> None:
 def helm_value_files(config: dict[str, Any], repo: str, tag: str, tmp: Path) -> list[Path]:
     """The values skaffold passes to helm for the release, as files in helm's order.
 
-    skaffold passes `-f` for each values file, then `--set` for setValues and
-    `--set-string` for setValueTemplates; the last two become one more file here.
+    skaffold passes `--set` for setValues and for the expanded setValueTemplates, and
+    `-f` for each values file; helm applies `--set` over the files whatever the order
+    on the command line, so the `--set` values become one last file here.
     """
     rel = release(config)
     files = []

@@ -25,7 +25,7 @@ def install(kube: Kube, namespace: str, profile: str, tmp: Path) -> dict[str, An
     config = effective(load(), profile)
     rel = release(config)
     values: list[str] = []
-    for path in skaffoldcfg.helm_value_files(config, "fastship", "0123abc", tmp):
+    for path in skaffoldcfg.helm_value_files(config, "fastship", "8f3c1d" + "0" * 58, tmp):
         values += ["--values", str(path)]
     kube.helm(
         "upgrade",

@@ -22,7 +22,9 @@ from tests.devloop import skaffoldcfg
 from tests.devloop.skaffoldcfg import PROFILES, REPO_ROOT, effective, load, release
 
 REPO = "fastship"
-TAG = "0123abc-dirty"
+# skaffold tags a local build with its image ID (what kind then loads), e.g.
+# fastship:8f3c...; a tag of 64 hex digits.
+TAG = "8f3c1d" + "0" * 58
 IMAGE = f"{REPO}:{TAG}"
 # The local control plane's Kubernetes and the kind node image's (k8s/kind-config.yaml).
 KUBE_VERSIONS = ("1.36.0", "1.37.0")
