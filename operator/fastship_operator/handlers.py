@@ -402,5 +402,5 @@ async def deployment_changed(
         return
     for appconfig in appconfigs_by_deployment.get((namespace or "", name), []):
         key = (namespace or "", appconfig)
-        if current.applied.get(key) != actual:
+        if key not in current.applied or current.applied[key] != actual:
             current.appconfigs.add(key)

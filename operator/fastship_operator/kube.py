@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,11 @@ def load_configuration() -> k8s.Configuration:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
         try:
-            k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            # KUBECONFIG as it is now: the library reads it only once, at import.
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG") or None,
+                client_configuration=configuration,
+            )
         except (k8s_config.ConfigException, OSError) as exc:
             raise kopf.LoginError(
                 "no Kubernetes credentials: not in a pod with a ServiceAccount token, "

@@ -106,7 +106,8 @@ def test_migration_runs_one_job_and_succeeds(kube: Kube, operator: Operator) -> 
 
 def test_failed_migration_reports_reason_and_output(kube: Kube, operator: Operator) -> None:
     ns = operator.namespace
-    output = "alembic.util.exc.CommandError: Can't locate revision identified by 'abc123'"
+    # No ": " in it: kwok puts the message into YAML unquoted.
+    output = "sqlalchemy OperationalError - connection to db.example port 5432 refused"
     kube.apply(migration(**failing(output)), namespace=ns)
     failed = wait_for(kube, "migration", "app", ns, phase_is("Failed"), "Migration Failed")
 
@@ -214,18 +215,18 @@ def test_invalid_migrations_are_rejected_by_the_api_server(kube: Kube, crds: Non
                 {
                     "apiVersion": "fastship.dev/v1alpha1",
                     "kind": "Migration",
-                    "metadata": {"name": "x"},
+                    "metadata": {"name": "no-secret"},
                     "spec": {"image": IMAGE},
                 },
                 "spec.databaseSecretRef: Required value",
             ),
-            (migration("y", backoffLimit=-1), "spec.backoffLimit: Invalid value: -1"),
-            (migration("z", image="has space"), "spec.image: Invalid value"),
+            (migration("bad-backoff", backoffLimit=-1), "spec.backoffLimit: Invalid value: -1"),
+            (migration("bad-image", image="has space"), "spec.image: Invalid value"),
             (
-                migration("w", databaseSecretRef={"name": "Bad_Name", "key": "uri"}),
+                migration("bad-secret", databaseSecretRef={"name": "Bad_Name", "key": "uri"}),
                 "spec.databaseSecretRef.name: Invalid value",
             ),
-            (migration("v", command="migrate"), "spec.command: Invalid value"),
+            (migration("bad-command", command="migrate"), "spec.command: Invalid value"),
         ]
         for manifest, expected in cases:
             proc = kube.apply(manifest, namespace=ns, check=False)
