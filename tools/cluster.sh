@@ -44,7 +44,6 @@ kwokctl() {
   KWOK_KUBE_VERSION="$KUBERNETES_VERSION" \
   KWOK_ETCD_VERSION="${ETCD_VERSION#v}" \
   KWOK_METRICS_SERVER_VERSION="$METRICS_SERVER_VERSION" \
-  KWOK_METRICS_SERVER_MANIFESTS="$LOCAL/metrics-server" \
     "$BIN/kwokctl" "$@"
 }
 
@@ -61,12 +60,23 @@ up() {
     local port="${FASTSHIP_APISERVER_PORT:-$(free_port)}"
     echo "creating cluster $NAME: kube-apiserver on 127.0.0.1:$port, workdir $KWOK_WORKDIR"
     mkdir -p "$KWOK_WORKDIR"
+    # kwokctl reads the metrics-server manifest with `kubectl kustomize <dir>`. The
+    # directory goes in as an absolute path through a config file: kwokctl v0.8.0 ignores
+    # list-valued variables such as KWOK_METRICS_SERVER_MANIFESTS.
+    local paths="$KWOK_WORKDIR/$NAME.paths.yaml"
+    printf '%s\n' \
+      "apiVersion: config.kwok.x-k8s.io/v1alpha1" \
+      "kind: KwokctlConfiguration" \
+      "options:" \
+      "  metricsServerManifests:" \
+      "    - $LOCAL/metrics-server" >"$paths"
     # --kubeconfig "" keeps kwokctl away from ~/.kube/config; the cluster's own kubeconfig
     # is written into the working directory.
     kwokctl create cluster \
       --name "$NAME" \
       --config "$LOCAL/kwokctl.yaml" \
       --config "$LOCAL/kwok-stages.yaml" \
+      --config "$paths" \
       --kube-apiserver-port "$port" \
       --kube-apiserver-binary "$BIN/kube-apiserver" \
       --kube-controller-manager-binary "$BIN/kube-controller-manager" \
@@ -77,7 +87,10 @@ up() {
       --enable metrics-server \
       --kubeconfig "" \
       --wait 120s \
-      || { echo "kwokctl create failed; component logs: $KWOK_WORKDIR/clusters/$NAME/logs" >&2; exit 1; }
+      >"$KWOK_WORKDIR/$NAME.create.log" 2>&1 || {
+        tail -n 20 "$KWOK_WORKDIR/$NAME.create.log" >&2
+        die "kwokctl create cluster failed; full output in $KWOK_WORKDIR/$NAME.create.log, component logs in $KWOK_WORKDIR/clusters/$NAME/logs"
+      }
   fi
   kubectl apply -f "$LOCAL/nodes.yaml" >/dev/null
   kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null
@@ -96,7 +109,11 @@ down() {
   [[ -x "$BIN/kwokctl" ]] || die "missing $BIN/kwokctl; run \`make tools\` first"
   local start; start="$(date +%s)"
   if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
-    kwokctl delete cluster --name "$NAME"
+    kwokctl delete cluster --name "$NAME" >"$KWOK_WORKDIR/$NAME.delete.log" 2>&1 || {
+      cat "$KWOK_WORKDIR/$NAME.delete.log" >&2
+      die "kwokctl delete cluster failed"
+    }
+    rm -f "$KWOK_WORKDIR/$NAME".{paths.yaml,create.log,delete.log}
     echo "cluster $NAME down in $(( $(date +%s) - start ))s"
   else
     echo "cluster $NAME is not running (workdir $KWOK_WORKDIR)"
