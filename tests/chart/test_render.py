@@ -146,6 +146,7 @@ def test_defaults(render: RenderFn) -> None:
             "Migration",
             "NetworkPolicy",
             "NetworkPolicy",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "Pod",
             "PodDisruptionBudget",
@@ -377,6 +378,11 @@ def test_operator(render: RenderFn) -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
     assert not rendered.has("ClusterRole")
     assert not rendered.has("ClusterRoleBinding")
+    policy = rendered.get("NetworkPolicy", name)["spec"]
+    assert policy["ingress"] == [{"ports": [{"port": "health", "protocol": "TCP"}]}]
+    assert policy["egress"][1] == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]
+    }
 
 
 def test_crds_are_present_for_the_custom_resources() -> None:
