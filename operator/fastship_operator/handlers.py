@@ -75,14 +75,18 @@ class State:
             return None
         hash_ = mg.spec_hash(job_spec)
         job_name = mg.job_name(name, hash_)
-        job = await self.api.get_job(namespace, job_name)
         outcome: mg.JobOutcome | None = None
-        if job is None:
-            if previous.get("jobName") == job_name and previous.get("phase") in mg.TERMINAL:
+        if previous.get("jobName") == job_name:
+            job = await self.api.get_job(namespace, job_name)
+            if job is None and previous.get("phase") in mg.TERMINAL:
                 # Finished and since removed (TTL): the recorded outcome stands.
                 outcome = mg.finished_outcome(previous)
-            else:
+            elif job is None:
                 job, outcome = await self._create_job(migration, job_spec, job_name)
+        else:
+            # A spec this status does not know yet: create first (the fast path of a
+            # change); a Job that exists already (a restart) answers 409 and is adopted.
+            job, outcome = await self._create_job(migration, job_spec, job_name)
         if job is not None:
             owner = mg.controller_uid(job)
             if owner == meta["uid"]:
@@ -200,12 +204,15 @@ class State:
             )
         else:
             hash_ = ac.config_hash(validation.data)
-            conflict = await self._ensure_configmap(appconfig, validation.data)
+            current, target = await asyncio.gather(
+                self.api.get_configmap(namespace, ac.configmap_name(name)),
+                self.api.get_deployment(namespace, deployment),
+            )
+            conflict = await self._ensure_configmap(appconfig, validation.data, current)
             if conflict:
                 applied = Condition("Applied", FALSE, "ConfigMapConflict", conflict)
             else:
                 configmap = ac.configmap_name(name)
-                target = await self.api.get_deployment(namespace, deployment)
                 applied = ac.applied_condition(
                     validation=validation,
                     deployment=deployment,
@@ -262,13 +269,16 @@ class State:
         return None
 
     async def _ensure_configmap(
-        self, appconfig: Mapping[str, Any], data: Mapping[str, str]
+        self,
+        appconfig: Mapping[str, Any],
+        data: Mapping[str, str],
+        current: dict[str, Any] | None,
     ) -> str | None:
-        """Create or update ConfigMap ``<name>-config``; a message if someone else owns it."""
+        """Create or update ConfigMap ``<name>-config`` (``current``: as read just now);
+        a message if someone else owns it."""
         meta = appconfig["metadata"]
         wanted = ac.build_configmap(appconfig, data)
         name = wanted["metadata"]["name"]
-        current = await self.api.get_configmap(meta["namespace"], name)
         if current is None:
             try:
                 await self.api.create_configmap(meta["namespace"], wanted)
