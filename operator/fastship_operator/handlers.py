@@ -161,6 +161,13 @@ class State:
         await self.api.patch_status(
             meta["namespace"], mg.PLURAL, meta["name"], status_patch(previous, status)
         )
+        logger.info(
+            "Migration %s: %s (%s)",
+            meta["name"],
+            status["phase"],
+            outcome.reason,
+            extra={"namespace": meta["namespace"], "job": job_name, "detail": outcome.message},
+        )
         before = find(previous, "Ready") or {}
         if (
             previous.get("phase") != status["phase"]
@@ -265,6 +272,12 @@ class State:
             ):
                 events.append(("Warning", applied.reason, applied.message))
         for type_, reason, message in events:
+            logger.info(
+                "AppConfig %s: %s",
+                name,
+                reason,
+                extra={"namespace": namespace, "detail": message},
+            )
             _event(appconfig, type=type_, reason=reason, message=message)
         return None
 

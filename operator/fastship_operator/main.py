@@ -56,7 +56,11 @@ def configure_logging(level: str) -> None:
     configure_app_logging(level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_KopfExtras())
-    # The API client logs nothing useful at INFO; kopf's watch-stream chatter is DEBUG.
+    # kopf logs every handler call and probe at INFO: one line per watch event. The
+    # operator's own lines (fastship_operator) say what changed; kopf's stay at DEBUG.
+    if level != "DEBUG":
+        for name in ("kopf.objects", "kopf.activities.probe"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from fastship_operator.main import UsageError, resolve_namespace
+from fastship_operator.main import UsageError, configure_logging, resolve_namespace
 
 
 def test_help_runs() -> None:
@@ -49,3 +51,35 @@ def test_missing_namespace_exits_with_usage(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "no namespace to watch" in proc.stderr
+
+
+def test_log_lines_are_json_with_the_object(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    touched = ("kopf", "kopf.objects", "kopf.activities.probe", "kubernetes", "aiohttp.access")
+    levels = {name: logging.getLogger(name).level for name in touched}
+    try:
+        configure_logging("INFO")
+        logging.getLogger("fastship_operator").info(
+            "created Job %s",
+            "app-1a2b",
+            extra={
+                "k8s_ref": {"kind": "Migration", "namespace": "shop", "name": "app"},
+                "k8s_skip": False,
+                "settings": object(),
+            },
+        )
+        logging.getLogger("kopf.objects").info("Handler 'migration_changed' succeeded.")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name, old in levels.items():
+            logging.getLogger(name).setLevel(old)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 1, "kopf's per-event INFO lines are not logged"
+    (entry,) = lines
+    assert entry["msg"] == "created Job app-1a2b"
+    assert entry["level"] == "info"
+    assert entry["object"] == "Migration/shop/app"
+    assert "settings" not in entry
+    assert "k8s_ref" not in entry
