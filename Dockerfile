@@ -31,26 +31,32 @@ ARG REVISION=unknown
 ARG SOURCE=
 
 # ---------------------------------------------------------------------------------
+# debs: one `apt-get update` for the whole build: binutils for the builder, and
+# tini's package for the runtime stage, which installs it without a network.
+# A proxy's CA bundle may be passed as the build secret `ca`
+# (--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt). It is mounted for the
+# commands that download and is in no layer. Without it apt and pip use their own
+# trust store.
+FROM ${BASE_IMAGE} AS debs
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    set -eu; \
+    ca=""; if [ -s /run/secrets/ca ]; then ca="-o Acquire::https::CAInfo=/run/secrets/ca"; fi; \
+    apt-get $ca update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -qq --no-install-recommends binutils >/dev/null; \
+    mkdir -p /debs; cd /debs; apt-get $ca download tini; \
+    rm -rf /var/lib/apt/lists/*
+
+# ---------------------------------------------------------------------------------
 # deps: the runtime dependencies in /opt/venv, installed from constraints.txt.
-FROM ${BASE_IMAGE} AS deps
+FROM debs AS deps
 ARG SETUPTOOLS_VERSION
 ARG WHEEL_VERSION
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
-# binutils strips debug symbols from the dependencies' native modules (below).
-RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
-    set -eu; \
-    ca=""; if [ -s /run/secrets/ca ]; then ca="-o Acquire::https::CAInfo=/run/secrets/ca"; fi; \
-    apt-get $ca update -qq; \
-    DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -qq --no-install-recommends binutils >/dev/null; \
-    rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
-# A proxy's CA bundle may be passed as the build secret `ca`
-# (--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt). It is mounted for this
-# one command and is in no layer. Without it pip uses its own CA bundle.
 # Only wheels: the builder has no compiler, and nothing is compiled at build time.
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     set -eu; \
@@ -58,7 +64,8 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fastship needs Python >= 3.11 in BASE_IMAGE, found " + sys.version.split()[0])'; \
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt; \
     python3 -m venv /opt/venv; \
-    /opt/venv/bin/python -m pip install --quiet --only-binary=:all: -c constraints.txt -r requirements.txt; \
+    /opt/venv/bin/python -m pip install --quiet --only-binary=:all: --no-compile \
+        -c constraints.txt -r requirements.txt; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools; \
     # Size: some wheels ship their native modules with debug symbols (uvloop alone
     # 13 MB, 2 MB without), and the kubernetes client carries a second, asyncio
@@ -68,6 +75,8 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
         if readelf -S "$lib" | grep -q '[.]debug_'; then strip --strip-debug "$lib"; fi; \
     done; \
     rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio; \
+    # Byte-compiled once here: at run time the root filesystem is read-only.
+    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib; \
     python3 -m venv /opt/build; \
     /opt/build/bin/python -m pip install --quiet --only-binary=:all: \
         "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}"; \
@@ -109,14 +118,10 @@ RUN set -eu; \
 # runtime
 FROM ${BASE_IMAGE} AS runtime
 # tini as PID 1: forwards SIGTERM to the server and reaps orphaned processes.
-# apt may use the same proxy CA secret; nothing of it stays in the layer.
-RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+RUN --mount=type=bind,from=debs,source=/debs,target=/debs \
     set -eu; \
-    ca=""; if [ -s /run/secrets/ca ]; then ca="-o Acquire::https::CAInfo=/run/secrets/ca"; fi; \
-    apt-get $ca update -qq; \
-    DEBIAN_FRONTEND=noninteractive apt-get $ca install -y -qq --no-install-recommends tini >/dev/null; \
-    apt-get clean; \
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log; \
+    dpkg --install /debs/tini_*.deb >/dev/null; \
+    rm -f /var/log/dpkg.log; \
     groupadd --system --gid 10001 fastship; \
     useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin fastship

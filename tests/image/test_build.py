@@ -173,6 +173,7 @@ def test_code_change_reuses_the_dependency_layers(
     rebuilt = {step for step, hit in steps if not hit}
     assert any("pip install" in step for step in cached), steps
     assert any("apt-get" in step and "tini" in step for step in cached), steps
+    assert any("dpkg --install" in step for step in cached), steps
     assert "COPY app ./app" in rebuilt
     # Same base, tini and dependency layers; only the code layer differs.
     assert len(before) == len(after)

@@ -20,8 +20,13 @@ from tests.image.engine import Engine, free_port, http_get, port_open, running
 
 pytestmark = [pytest.mark.image, pytest.mark.postgres, pytest.mark.slow]
 
-# What the chart mounts: the root filesystem read-only, an emptyDir at /tmp.
-READ_ONLY = ("--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=64m,mode=1777")
+# What the chart's securityContext and volumes give a container: the root
+# filesystem read-only with an emptyDir at /tmp, no capabilities, no privilege
+# escalation.
+READ_ONLY = (
+    "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=64m,mode=1777",
+    "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+)  # fmt: skip
 
 
 def secret_url(url: str) -> str:
