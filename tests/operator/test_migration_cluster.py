@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.cluster.manifests import KWOK_FAIL_LABEL
 from tests.operator.conftest import Operator, condition, events, get, items, wait_for
-from tests.support.kube import Kube, wait_until
+from tests.support.kube import REPO_ROOT, Kube, wait_until
 
 IMAGE = "registry.example/fastship:1.0.0"
 SELECTOR = "fastship.dev/migration=app"
@@ -232,5 +232,18 @@ def test_invalid_migrations_are_rejected_by_the_api_server(kube: Kube, crds: Non
             proc = kube.apply(manifest, namespace=ns, check=False)
             assert proc.returncode != 0, f"accepted: {manifest['spec']}"
             assert expected in proc.stderr, proc.stderr
+    finally:
+        kube.delete_namespace(ns)
+
+
+def test_samples_are_accepted_by_the_api_server(kube: Kube, crds: None) -> None:
+    ns = kube.create_namespace()
+    try:
+        samples = str(REPO_ROOT / "k8s" / "samples")
+        kube.kubectl("apply", "--dry-run=server", "-n", ns, "-f", samples)
+        # k8s/crds is the chart's crds/ folder, for kubectl users.
+        assert (REPO_ROOT / "k8s" / "crds").resolve() == (
+            REPO_ROOT / "charts" / "fastship" / "crds"
+        ).resolve()
     finally:
         kube.delete_namespace(ns)
