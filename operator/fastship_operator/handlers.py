@@ -380,7 +380,7 @@ async def shutdown(memo: Any, **_: Any) -> None:
 async def reconciles(memo: Any, **_: Any) -> int:
     """Liveness detail: objects with a reconcile in flight or scheduled."""
     current = state(memo)
-    return len(current.migrations._slots) + len(current.appconfigs._slots)
+    return current.migrations.pending + current.appconfigs.pending
 
 
 @kopf.on.event(GROUP, VERSION, mg.PLURAL)

@@ -98,6 +98,11 @@ class WorkQueue(Generic[K]):
             if slot.timer is None and not slot.dirty:
                 self._slots.pop(key, None)
 
+    @property
+    def pending(self) -> int:
+        """Objects with a reconcile running or scheduled."""
+        return len(self._slots)
+
     def forget(self, key: K) -> None:
         """Drop pending retries of an object that is gone."""
         slot = self._slots.get(key)
