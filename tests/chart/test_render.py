@@ -367,6 +367,8 @@ def test_operator(render: RenderFn) -> None:
     assert env(op)["FASTSHIP_OPERATOR_NAMESPACE"] == {
         "fieldRef": {"fieldPath": "metadata.namespace"}
     }
+    # The probe's port and the port the operator serves its liveness on are one value.
+    assert env(op)["FASTSHIP_OPERATOR_LIVENESS"] == "http://0.0.0.0:8080/healthz"
     role = rendered.get("Role", name)
     assert role["rules"] == read_rbac_rules()
     binding = rendered.get("RoleBinding", name)
