@@ -29,12 +29,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from fastship_operator import appconfigs as ac
-from fastship_operator import migrations as mg
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
+from fastship_operator import appconfigs as ac
+from fastship_operator import migrations as mg
 from tests.operator.harness import install_crds, service_account_kubeconfig
 from tests.support.kube import (
     CLIENT_TOOLS,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fastship_operator.main import UsageError, configure_logging, resolve_namespace
 
 

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from fastship_operator import migrations as mg
 
 UID = "1f0c7a52-0000-4000-8000-000000000001"
