@@ -37,7 +37,7 @@ def server(server_factory: Callable[..., Server], pg_database: str) -> Server:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print how many cases the fuzzing and the access matrix ran."""
+    """Print the numbers of the hardening run: fuzz cases, writes checked, matrix cells."""
     import sys
 
     fuzz = sys.modules.get("tests.hardening.test_fuzz")
@@ -45,3 +45,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         counts = fuzz.cases_run()
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         terminalreporter.write_line(f"schemathesis: {sum(counts.values())} cases sent ({detail})")
+    faults = sys.modules.get("tests.hardening.test_faults")
+    if faults is not None and faults.WRITES_CHECKED:
+        terminalreporter.write_line(
+            "faults: acknowledged writes checked after the Postgres outage: "
+            f"{sum(faults.WRITES_CHECKED)}"
+        )
+    matrix = sys.modules.get("tests.hardening.test_access_matrix")
+    if matrix is not None:
+        terminalreporter.write_line(f"access-control matrix: {matrix.matrix_cells()} cells")

@@ -107,7 +107,7 @@ def test_a_token_is_accepted_only_in_the_authorization_header(api: Api) -> None:
     me = "/api/v1/users/me"
     assert api.client.get(me, params={"access_token": token}).status_code == 401
     assert api.client.get(me, params={"token": token}).status_code == 401
-    assert api.client.get(me, cookies={"access_token": token}).status_code == 401
+    assert api.client.get(me, headers={"Cookie": f"access_token={token}"}).status_code == 401
     assert api.client.get(me, headers={"X-Access-Token": token}).status_code == 401
     assert api.client.get(me, headers={"Authorization": token}).status_code == 401
     assert api.client.get(me, headers={"Authorization": f"Bearer {token}x"}).status_code == 401

@@ -114,7 +114,7 @@ def test_postgres_outage_under_load(server: Server, pg_server: PostgresServer) -
         owner, headers = signup_and_login(probe, server.database_url)
         load = Load(server, headers).start()
         try:
-            _wait_for(lambda: load.count(201) >= 30, 30, "writes before the outage")
+            _wait_for(lambda: load.count(201) >= 150, 60, "writes before the outage")
             pg_server.stop()
             try:
                 _wait_for(lambda: load.count(503) >= 20, 30, "503s during the outage")
@@ -130,7 +130,7 @@ def test_postgres_outage_under_load(server: Server, pg_server: PostgresServer) -
             recovered_in = _wait_for(
                 lambda: probe.get("/readyz").status_code == 200, 30, "/readyz after the outage"
             )
-            _wait_for(lambda: load.count(201) >= before_recovery + 30, 30, "writes after it")
+            _wait_for(lambda: load.count(201) >= before_recovery + 50, 30, "writes after it")
         finally:
             load.finish()
     assert server.process.poll() is None, "the server died"
