@@ -130,7 +130,7 @@ def main() -> int:
     results: list[Result] = []
     extra: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="fastship-bench-"))
-    pg = PostgresServer(work / "pg")
+    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
     pg.init()
     pg.start()
     procs: list[subprocess.Popen[bytes]] = []
@@ -299,6 +299,7 @@ def main() -> int:
             proc.wait(30)
         pg.stop("immediate")
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(pg.root, ignore_errors=True)
 
     by = {r.name: r for r in results}
     targets = {

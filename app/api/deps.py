@@ -53,7 +53,6 @@ def _unauthorized(message: str) -> AppError:
 
 async def current_principal(
     services: ServicesDep,
-    session: SessionDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     if not token:
@@ -62,7 +61,9 @@ async def current_principal(
         claims = services.tokens.decode(token)
     except TokenError:
         raise _unauthorized("Invalid or expired token") from None
-    principal = await load_principal(session=session, cache=services.cache, user_id=claims.user_id)
+    # A session of its own, opened only when the cache misses: most requests by a
+    # known user need no database round trip to authenticate.
+    principal = await load_principal(db=services.db, cache=services.cache, user_id=claims.user_id)
     # A password change, role change or disable bumps the version: older tokens die.
     if (
         principal is None

@@ -153,10 +153,14 @@ class Settings(BaseSettings):
         "starve the rest of the API of CPU.",
     )
     password_hash_memory_kib: int = Field(
-        65536, ge=19456, description="argon2id memory cost (OWASP minimum 19456 KiB)."
+        19456,
+        ge=19456,
+        description="argon2id memory cost in KiB (default: OWASP's recommended 19 MiB).",
     )
-    password_hash_time_cost: int = Field(3, ge=2, le=20, description="argon2id iterations.")
-    password_hash_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
+    password_hash_time_cost: int = Field(
+        2, ge=2, le=20, description="argon2id iterations (OWASP: 2 with 19 MiB)."
+    )
+    password_hash_parallelism: int = Field(1, ge=1, le=16, description="argon2id lanes.")
 
     # --- HTTP --------------------------------------------------------------------------
     cors_origins: StrList = Field(

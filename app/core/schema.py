@@ -8,6 +8,7 @@ are expand/contract, so the previous release keeps working on a newer schema, an
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,23 +68,44 @@ def alembic_config() -> Config:
     return cfg
 
 
-@lru_cache
-def _script() -> ScriptDirectory:
+def alembic_script() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
 
 
-def head_revision() -> str:
-    head = _script().get_current_head()
-    if head is None:  # pragma: no cover - the package always ships revisions
-        raise RuntimeError("no Alembic revisions found in app/migrations")
-    return head
+_REVISION = re.compile(r"""^revision(?:: str)? = ["']([^"']+)["']""", re.M)
+_DOWN = re.compile(r"^down_revision(?:: [^=]+)? = (.+)$", re.M)
 
 
 @lru_cache
+def _revision_graph() -> dict[str, str | None]:
+    """Each revision shipped in app/migrations/versions and the one it follows, read
+    from the files themselves: the server answers /readyz without importing Alembic
+    (a test checks that this agrees with Alembic's own reading)."""
+    graph: dict[str, str | None] = {}
+    for path in (resources.files("app") / "migrations" / "versions").iterdir():
+        if not path.name.endswith(".py") or path.name.startswith("_"):
+            continue
+        text = path.read_text()
+        revision, down = _REVISION.search(text), _DOWN.search(text)
+        if revision is None or down is None:
+            raise RuntimeError(f"{path.name}: no `revision = ...` / `down_revision = ...` lines")
+        parent = down.group(1).strip().strip("'\"")
+        graph[revision.group(1)] = None if parent == "None" else parent
+    return graph
+
+
+def head_revision() -> str:
+    graph = _revision_graph()
+    heads = set(graph) - {parent for parent in graph.values() if parent}
+    if len(heads) != 1:
+        raise RuntimeError(f"app/migrations needs exactly one head revision, found {sorted(heads)}")
+    return heads.pop()
+
+
 def known_revisions() -> frozenset[str]:
-    return frozenset(rev.revision for rev in _script().walk_revisions())
+    return frozenset(_revision_graph())
 
 
 def classify(database_revision: str | None) -> SchemaStatus:

@@ -53,6 +53,10 @@ class PasswordHashing:
         return self._hasher.check_needs_rehash(hashed)
 
 
+_LEEWAY = timedelta(seconds=5)
+_VERIFIED_MAX = 10_000
+
+
 class TokenError(Exception):
     """The token is not one this service issued, or no longer valid."""
 
@@ -71,6 +75,7 @@ class Tokens:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+        self._verified: dict[str, TokenClaims] = {}
 
     def issue(self, *, user_id: uuid.UUID, token_version: int, role: str) -> str:
         now = datetime.now(UTC)
@@ -88,6 +93,21 @@ class Tokens:
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
     def decode(self, token: str) -> TokenClaims:
+        """Verify ``token``. A token verified before is looked up instead of verified
+        again (its signature cannot have changed); its expiry is checked every time."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims.expires_at + _LEEWAY <= datetime.now(UTC):
+                del self._verified[token]
+                raise TokenError("Signature has expired")
+            return claims
+        claims = self._verify(token)
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
         try:
             # Exactly one algorithm is accepted: "none" and any asymmetric algorithm
             # (key confusion) fail here.
@@ -98,7 +118,7 @@ class Tokens:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["exp", "iat", "nbf", "sub", "iss", "aud", "ver"]},
-                leeway=5,
+                leeway=_LEEWAY,
             )
             return TokenClaims(
                 user_id=uuid.UUID(str(claims["sub"])),

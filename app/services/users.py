@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.cache import Cache
+from app.core.db import Database
 from app.core.errors import AppError
 from app.core.security import PasswordHashing
 from app.models import Role, User
@@ -39,15 +40,14 @@ def principal_key(user_id: uuid.UUID) -> str:
     return f"principal:{user_id}"
 
 
-async def load_principal(
-    *, session: AsyncSession, cache: Cache, user_id: uuid.UUID
-) -> Principal | None:
+async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> Principal | None:
     cached = await cache.get(principal_key(user_id))
     if cached is not None:
         return Principal(
             uuid.UUID(cached["id"]), Role(cached["role"]), cached["active"], cached["ver"]
         )
-    user = await session.get(User, user_id)
+    async with db.session() as session:
+        user = await session.get(User, user_id)
     if user is None:
         return None
     principal = Principal.of(user)

@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, ServicesDep, SessionDep
 from app.core import errors
@@ -77,18 +78,16 @@ async def list_items(
         owner_id=owner_id,
         sort=sort,
     )
-    return Page[ItemPublic](
-        items=[ItemPublic.model_validate(i) for i in rows], total=total, limit=limit, offset=offset
-    )
+    return Page[ItemPublic](items=rows, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{item_id}", response_model=ItemPublic, responses=errors.responses(401, 404, 422))
-async def read_item(
-    item_id: uuid.UUID, principal: CurrentUser, services: ServicesDep, session: SessionDep
-) -> ItemPublic:
-    return await items.get_public(
-        session=session, cache=services.cache, principal=principal, item_id=item_id
+async def read_item(item_id: uuid.UUID, principal: CurrentUser, services: ServicesDep) -> Response:
+    document = await items.get_public(
+        db=services.db, cache=services.cache, principal=principal, item_id=item_id
     )
+    # Already the JSON form of ItemPublic: sent as it is, without a second validation.
+    return JSONResponse(document)
 
 
 @router.patch(
