@@ -13,6 +13,7 @@
 #   TOOLS_BIN        where the symlinks go (default: <repo>/.tools/bin)
 #   TOOLS_REBUILD=1  ignore the cache and build again
 set -euo pipefail
+export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=tools/versions.env

@@ -49,6 +49,17 @@ kwokctl() {
 
 kubectl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
+# fail MESSAGE: show the end of every component log, then exit (logs go with `down`).
+fail() {
+  local f
+  for f in "$KWOK_WORKDIR/clusters/$NAME/logs"/*.log; do
+    [[ -f "$f" ]] || continue
+    printf '\n--- %s (last lines) ---\n' "${f##*/}" >&2
+    grep -v 'extension-apiserver-authentication\|CA bundle' "$f" | tail -n 8 | cut -c1-400 >&2
+  done
+  die "$1; component logs in $KWOK_WORKDIR/clusters/$NAME/logs"
+}
+
 exists() { [[ -f "$KUBECONFIG_PATH" ]] && kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; }
 
 up() {
@@ -89,18 +100,19 @@ up() {
       --wait 120s \
       >"$KWOK_WORKDIR/$NAME.create.log" 2>&1 || {
         tail -n 20 "$KWOK_WORKDIR/$NAME.create.log" >&2
-        die "kwokctl create cluster failed; full output in $KWOK_WORKDIR/$NAME.create.log, component logs in $KWOK_WORKDIR/clusters/$NAME/logs"
+        fail "kwokctl create cluster failed (its output: $KWOK_WORKDIR/$NAME.create.log)"
       }
   fi
-  kubectl apply -f "$LOCAL/nodes.yaml" >/dev/null
-  kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null
+  kubectl apply -f "$LOCAL/nodes.yaml" >/dev/null || fail "could not create the nodes"
+  kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null || fail "nodes not Ready"
   # The default ServiceAccount must exist before pods can be created in "default".
   local i
   for i in $(seq 1 120); do
     kubectl get serviceaccount default -n default >/dev/null 2>&1 && break
     sleep 0.5
   done
-  kubectl wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=120s >/dev/null
+  kubectl wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=120s >/dev/null ||
+    fail "the metrics API did not become available"
   echo "cluster $NAME up in $(( $(date +%s) - start ))s: $(kubectl get nodes --no-headers | wc -l) nodes, server $(kubectl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1)"
   echo "kubeconfig: $KUBECONFIG_PATH"
 }

@@ -232,6 +232,7 @@ class LocalCluster:
         self.start_seconds = 0.0
         self.stop_seconds = 0.0
         self._stopped = False
+        self._failed = False
 
     def _script(
         self, action: str, *, workdir: Path | None = None, name: str | None = None
@@ -276,6 +277,7 @@ class LocalCluster:
         proc = self._script("up")
         self.start_seconds = time.monotonic() - t0
         if proc.returncode != 0 or not self.kubeconfig.is_file():
+            self._failed = True
             logs = self.workdir / "clusters" / self.name / "logs"
             raise RuntimeError(
                 f"starting the kwok cluster failed (exit {proc.returncode}); "
@@ -290,7 +292,8 @@ class LocalCluster:
         t0 = time.monotonic()
         self._script("down")
         self.stop_seconds = time.monotonic() - t0
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self._failed:  # keep the logs of a failed start until the next session
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
