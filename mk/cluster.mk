@@ -8,8 +8,7 @@ export TOOLS_BIN
 
 .PHONY: tools cluster-up cluster-down cluster-kubeconfig
 
-## tools: build the pinned helm, kubectl, Kubernetes control plane, etcd, kwok and
-## metrics-server into ~/.cache/fastship/tools (once per version) and link them into .tools/bin
+## tools: build the pinned Kubernetes tools once into ~/.cache/fastship/tools, link them into .tools/bin
 tools:
 	@tools/build-tools.sh
 
