@@ -7,7 +7,8 @@ The mix, per request: 50 % GET /api/v1/items/{id}, 20 % GET /api/v1/items?limit=
 items each, driven by wrk with a Lua script. The server's resident memory is sampled
 every second. The run passes when no request failed (socket error or non-2xx) and the
 RSS grew by less than 10 % from the 10th second to the end. Prints the figures and
-writes them as JSON to bench/results/load.json. Options: --duration, --connections.
+writes them as JSON to bench/results/load.json. Options: --duration, --connections,
+--set FASTSHIP_X=VALUE (server settings, repeatable).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def _parse(out: str) -> dict[str, Any]:
     }
 
 
-def run(duration: int, connections: int) -> dict[str, Any]:
+def run(duration: int, connections: int, settings: dict[str, str] | None = None) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk (listed in .ci/packages.txt)")
     root = Path(tempfile.mkdtemp(prefix="fastship-load-"))
@@ -145,7 +146,11 @@ def run(duration: int, connections: int) -> dict[str, Any]:
         server = Server(
             database_url=url,
             log_path=root / "server.log",
-            env={"FASTSHIP_ACCESS_LOG": "false", "FASTSHIP_LOG_LEVEL": "WARNING"},
+            env={
+                "FASTSHIP_ACCESS_LOG": "false",
+                "FASTSHIP_LOG_LEVEL": "WARNING",
+                **(settings or {}),
+            },
         ).start()
         tokens, items = _seed(server)
         script = root / "mix.lua"
@@ -187,6 +192,7 @@ def run(duration: int, connections: int) -> dict[str, Any]:
         result.update(
             duration_s=duration,
             connections=connections,
+            settings=settings or {},
             rss_kib_at_10s=at_10s,
             rss_kib_at_end=at_end,
             rss_growth=round((at_end - at_10s) / at_10s, 4),
@@ -208,11 +214,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=60, help="seconds (default 60)")
     parser.add_argument("--connections", type=int, default=100, help="(default 100)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FASTSHIP_X=VALUE",
+        help="a server setting for this run (repeatable), e.g. FASTSHIP_DB_POOL_SIZE=20",
+    )
     args = parser.parse_args(argv)
+    settings = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("FASTSHIP_"):
+            parser.error(f"--set expects FASTSHIP_NAME=VALUE, got {item!r}")
+        settings[name] = value
     if args.duration < 15:
         parser.error("--duration must be at least 15 s: RSS growth is measured from the 10th")
 
-    result = run(args.duration, args.connections)
+    result = run(args.duration, args.connections, settings)
     failed = sum(result["errors"].values())
     growth = result["rss_growth"]
     print(
