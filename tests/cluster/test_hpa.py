@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from tests.cluster.manifests import KWOK_CPU_ANNOTATION, container, deployment
 from tests.support.kube import Kube, wait_until
 
@@ -53,6 +55,8 @@ def replicas(kube: Kube, namespace: str, name: str) -> int:
 
 
 def test_hpa_scales_up_on_cpu_and_back_down(kube: Kube, namespace: str) -> None:
+    if not kube.kwok:
+        pytest.skip("simulates CPU usage with kwok annotations; this cluster has real nodes")
     name = "busy"
     app = deployment(
         name,

@@ -114,6 +114,7 @@ class Kube:
     local: bool = False
     """True for the kwok cluster this plugin started, False for ``FASTSHIP_KUBECONFIG``."""
     _tools: dict[str, str] = field(default_factory=dict, repr=False)
+    _kwok: bool | None = field(default=None, repr=False)
 
     # --- commands ---------------------------------------------------------------
 
@@ -150,6 +151,17 @@ class Kube:
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 600.0
     ) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, input=input, check=check, timeout=timeout)
+
+    @property
+    def kwok(self) -> bool:
+        """True when every node is a kwok node (containers are simulated, not run)."""
+        if self._kwok is None:
+            nodes = self.get("nodes")["items"]
+            self._kwok = bool(nodes) and all(
+                n["metadata"].get("annotations", {}).get("kwok.x-k8s.io/node") == "fake"
+                for n in nodes
+            )
+        return self._kwok
 
     # --- conveniences -----------------------------------------------------------
 
