@@ -282,6 +282,8 @@ main() {
       log "waiting for another build-tools run to finish (lock $CACHE/.lock) ..."
       flock 9
     fi
+    # Half-built outputs of an interrupted run (we hold the lock, so nobody else is building).
+    rm -rf "$CACHE"/*.tmp.*
   fi
 
   local start failed=()

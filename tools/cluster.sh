@@ -106,8 +106,7 @@ up() {
   kubectl apply -f "$LOCAL/nodes.yaml" >/dev/null || fail "could not create the nodes"
   kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null || fail "nodes not Ready"
   # The default ServiceAccount must exist before pods can be created in "default".
-  local i
-  for i in $(seq 1 120); do
+  for _ in $(seq 1 120); do
     kubectl get serviceaccount default -n default >/dev/null 2>&1 && break
     sleep 0.5
   done
