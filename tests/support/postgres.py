@@ -77,8 +77,15 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.sockdir, "postgres", "postgres")
         self._run(
-            "initdb", "-D", str(self.datadir), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         )
         conf = self.datadir / "postgresql.conf"
         with conf.open("a") as handle:
@@ -90,8 +97,9 @@ class PostgresServer:
             )
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60",
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
@@ -104,8 +112,19 @@ class PostgresServer:
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         result = self._run(
-            "psql", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, "-d", dbname,
-            "-v", "ON_ERROR_STOP=1", "-Atc", sql,
+            "psql",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            SUPERUSER,
+            "-d",
+            dbname,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
         )
         return result.stdout.strip()
 
@@ -138,7 +157,7 @@ def _pg_template(pg_server: PostgresServer) -> str:
     from app.core.config import Settings
 
     pg_server.create_database(MIGRATED_TEMPLATE)
-    schema.migrate(Settings(database_url=pg_server.url(MIGRATED_TEMPLATE)))  # type: ignore[arg-type]
+    schema.migrate(Settings(database_url=pg_server.url(MIGRATED_TEMPLATE)))
     return MIGRATED_TEMPLATE
 
 
