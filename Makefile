@@ -10,7 +10,7 @@ SHELL := /bin/bash
 
 include $(wildcard mk/*.mk)
 
-.PHONY: help venv run test test-fast lint fmt bench admin docs clean
+.PHONY: help venv run test test-fast lint fmt bench bench-all admin docs clean
 
 ## help: list the targets
 help:
@@ -53,9 +53,12 @@ test: venv tools lint
 test-fast: venv
 	$(BIN)/pytest -m "not cluster and not image"
 
-## bench: service benchmarks against the ceiling app (needs wrk and Postgres)
+## bench: the service against a pure-ASGI ceiling app, side by side (needs wrk and Postgres)
 bench: venv
 	$(PY) -m bench.service
+
+## bench-all: bench, then bench-operator and bench-load
+bench-all: bench bench-operator bench-load
 
 ## clean: remove the venv, caches and the local database
 clean:
