@@ -100,8 +100,10 @@ def test_synced_file_is_served_without_a_restart_of_the_container(
     (rule,) = effective(load(), "dev")["build"]["artifacts"][0]["sync"]["manual"]
     marker = f"synced-{secrets.token_hex(4)}"
     source = (REPO_ROOT / HEALTH).read_text()
-    assert 'Health(status="ok")' in source
-    changed = source.replace('Health(status="ok")', f'Health(status="{marker}")')
+    assert """_OK = b'{"status":"ok"}'""" in source
+    changed = source.replace(
+        """_OK = b'{"status":"ok"}'""", f"""_OK = b'{{"status":"{marker}"}}'"""
+    )
     pid_before = dev_server.host_pid()
 
     started = time.monotonic()

@@ -208,6 +208,8 @@ def test_sigterm_drains_requests_in_flight(
 
     with ThreadPoolExecutor(max_workers=logins + 2) as pool:
         readers = [pool.submit(read) for _ in range(2)]
+        # The readers are under way before the logins queue up and the signal comes.
+        _wait_for(lambda: len(reader_results) >= 2, 30, "the readers' first answers")
         pending = [pool.submit(login, i) for i in range(logins)]
         with httpx.Client(base_url=server.base_url, timeout=30) as c:
             _wait_for(lambda: _in_flight(c) >= logins, 30, "logins in flight before SIGTERM")
