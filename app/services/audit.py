@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
 
+from sqlalchemy import insert
+
 from app.core import metrics
 from app.core.db import Database
 from app.core.logging import request_id_var
-from app.models import AuditEvent
+from app.models import AuditEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +28,20 @@ async def record(
     entity_id: str,
     data: dict[str, Any] | None = None,
 ) -> None:
-    async with db.session() as session:
-        session.add(
-            AuditEvent(
-                actor_id=actor_id,
-                action=action,
-                entity=entity,
-                entity_id=entity_id,
-                request_id=request_id_var.get(),
-                data=data or {},
-            )
+    # A plain INSERT on a connection of its own: no ORM unit of work to set up.
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            insert(AuditEvent),
+            {
+                "at": utcnow(),
+                "actor_id": actor_id,
+                "action": action,
+                "entity": entity,
+                "entity_id": entity_id,
+                "request_id": request_id_var.get(),
+                "data": data or {},
+            },
         )
-        await session.commit()
 
 
 def guarded(name: str, task: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:

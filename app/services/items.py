@@ -6,6 +6,7 @@ reveals nothing.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -37,6 +38,26 @@ def item_key(item_id: uuid.UUID) -> str:
     return f"item:{item_id}"
 
 
+# Pages of item lists are cached under a "generation" of the set of items they read
+# from (one owner's, or everyone's for admins). A write replaces the generation, which
+# leaves every page cached under the old one unreachable: a page is never served
+# after a write to the items it lists.
+def _generation_key(scope: str) -> str:
+    return f"items:generation:{scope}"
+
+
+async def _generation(cache: Cache, scope: str) -> str:
+    generation = await cache.get(_generation_key(scope))
+    if not isinstance(generation, str):
+        generation = uuid.uuid4().hex
+        await cache.set(_generation_key(scope), generation)
+    return generation
+
+
+async def invalidate_lists(cache: Cache, owner_id: uuid.UUID) -> None:
+    await cache.delete(_generation_key(str(owner_id)), _generation_key("all"))
+
+
 def _not_found() -> AppError:
     return AppError(404, "Item not found")
 
@@ -45,10 +66,13 @@ def _visible(item_owner: uuid.UUID, principal: Principal) -> bool:
     return principal.is_admin or item_owner == principal.id
 
 
-async def create(*, session: AsyncSession, principal: Principal, data: ItemCreate) -> Item:
+async def create(
+    *, session: AsyncSession, cache: Cache, principal: Principal, data: ItemCreate
+) -> Item:
     item = Item(owner_id=principal.id, **data.model_dump())
     session.add(item)
     await session.commit()
+    await invalidate_lists(cache, principal.id)
     return item
 
 
@@ -97,6 +121,45 @@ def _filters(
     return clauses
 
 
+async def list_page(
+    *,
+    db: Database,
+    cache: Cache,
+    principal: Principal,
+    limit: int,
+    offset: int,
+    q: str | None = None,
+    owner_id: uuid.UUID | None = None,
+    sort: ItemSort = ItemSort.created_at_desc,
+) -> dict[str, Any]:
+    """The JSON form of one page of items, from the cache when it can be."""
+    if owner_id is not None and not principal.is_admin:
+        raise AppError(403, "Only admins can filter by owner", code="forbidden")
+    scope = str(principal.id) if not principal.is_admin else str(owner_id or "all")
+    params = json.dumps([limit, offset, q, sort.value])
+    key = f"items:page:{scope}:{await _generation(cache, scope)}:{params}"
+    page: dict[str, Any] | None = await cache.get(key)
+    if page is None:
+        async with db.session() as session:
+            rows, total = await list_items(
+                session=session,
+                principal=principal,
+                limit=limit,
+                offset=offset,
+                q=q,
+                owner_id=owner_id,
+                sort=sort,
+            )
+        page = {
+            "items": _PAGE.dump_python(rows, mode="json"),
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+        await cache.set(key, page)
+    return page
+
+
 async def list_items(
     *,
     session: AsyncSession,
@@ -142,6 +205,7 @@ async def update(
         setattr(item, field, value)
     await session.commit()
     await cache.delete(item_key(item_id))
+    await invalidate_lists(cache, item.owner_id)
     return item, data
 
 
@@ -149,6 +213,8 @@ async def delete(
     *, session: AsyncSession, cache: Cache, principal: Principal, item_id: uuid.UUID
 ) -> None:
     item = await get(session=session, principal=principal, item_id=item_id)
+    owner_id = item.owner_id
     await session.delete(item)
     await session.commit()
     await cache.delete(item_key(item_id))
+    await invalidate_lists(cache, owner_id)

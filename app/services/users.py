@@ -206,3 +206,6 @@ async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Pri
     await session.delete(user)
     await session.commit()
     await cache.delete(principal_key(user.id))
+    from app.services.items import invalidate_lists  # items builds on users
+
+    await invalidate_lists(cache, user.id)

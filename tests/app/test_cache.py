@@ -60,3 +60,28 @@ def test_a_redis_outage_only_slows_the_service(api_factory: Any) -> None:
     _, headers = api.user()
     item = api.item(headers)
     assert api.client.get(f"/api/v1/items/{item['id']}", headers=headers).status_code == 200
+
+
+def test_cached_list_pages_never_outlive_a_write(api_factory: Any, redis_url: str) -> None:
+    replica_a: Api = api_factory(redis_url=redis_url)
+    replica_b: Api = api_factory(redis_url=redis_url)
+    owner, headers = replica_a.user()
+    _, admin = replica_a.user(admin=True)
+    item = replica_a.item(headers, name="first")
+
+    def names(api: Api, auth: dict[str, str], query: str = "") -> list[str]:
+        page = api.client.get(f"/api/v1/items{query}", headers=auth).json()
+        return [i["name"] for i in page["items"]]
+
+    assert names(replica_b, headers) == ["first"]  # now cached
+    assert names(replica_b, admin, f"?owner_id={owner['id']}") == ["first"]
+    assert names(replica_b, admin) == ["first"]
+    replica_a.item(headers, name="second")
+    assert names(replica_b, headers) == ["second", "first"]
+    assert names(replica_b, admin) == ["second", "first"]
+    replica_a.client.patch(f"/api/v1/items/{item['id']}", json={"name": "renamed"}, headers=headers)
+    assert names(replica_b, admin, f"?owner_id={owner['id']}") == ["second", "renamed"]
+    replica_a.client.delete(f"/api/v1/items/{item['id']}", headers=headers)
+    assert names(replica_b, headers) == ["second"]
+    replica_a.client.delete(f"/api/v1/users/{owner['id']}", headers=admin)
+    assert names(replica_b, admin) == []

@@ -46,7 +46,7 @@ async def create_item(
     session: SessionDep,
     background: BackgroundTasks,
 ) -> ItemPublic:
-    item = await items.create(session=session, principal=principal, data=body)
+    item = await items.create(session=session, cache=services.cache, principal=principal, data=body)
     _audit(background, services, principal, "create", item.id, body.model_dump(mode="json"))
     return ItemPublic.model_validate(item)
 
@@ -54,7 +54,7 @@ async def create_item(
 @router.get("", response_model=Page[ItemPublic], responses=errors.responses(401, 403, 422))
 async def list_items(
     principal: CurrentUser,
-    session: SessionDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     q: Annotated[
@@ -67,10 +67,11 @@ async def list_items(
     sort: Annotated[ItemSort, Query(description="Sort key; prefix '-' for descending.")] = (
         ItemSort.created_at_desc
     ),
-) -> Page[ItemPublic]:
+) -> Response:
     """Your items, newest first; admins see everyone's."""
-    rows, total = await items.list_items(
-        session=session,
+    page = await items.list_page(
+        db=services.db,
+        cache=services.cache,
         principal=principal,
         limit=limit,
         offset=offset,
@@ -78,7 +79,7 @@ async def list_items(
         owner_id=owner_id,
         sort=sort,
     )
-    return Page[ItemPublic](items=rows, total=total, limit=limit, offset=offset)
+    return JSONResponse(page)
 
 
 @router.get("/{item_id}", response_model=ItemPublic, responses=errors.responses(401, 404, 422))
