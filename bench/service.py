@@ -45,8 +45,11 @@ class Result:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip()).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
 def wrk(
@@ -66,6 +69,8 @@ def wrk(
     if script:
         cmd += ["-s", lua.name]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    if "99%" not in out:
+        raise RuntimeError(f"wrk gave no latency distribution for {name}:\n{out}")
     Path(lua.name).unlink()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]

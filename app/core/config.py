@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1, le=200, description="Connections kept in the pool.")
     db_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under load.")
     db_pool_timeout_seconds: float = Field(
-        5.0, gt=0, le=300, description="Wait for a free connection before answering 503."
+        30.0,
+        gt=0,
+        le=300,
+        description="Wait for a free connection before answering 503 (SQLAlchemy's default).",
     )
     db_connect_timeout_seconds: int = Field(
         5, ge=1, le=300, description="Timeout of one connection attempt."
