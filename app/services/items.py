@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -121,66 +122,53 @@ def _filters(
     return clauses
 
 
+@dataclass(frozen=True)
+class ItemQuery:
+    """Which page of which items a listing asks for."""
+
+    limit: int
+    offset: int = 0
+    q: str | None = None
+    owner_id: uuid.UUID | None = None
+    sort: ItemSort = ItemSort.created_at_desc
+
+
 async def list_page(
-    *,
-    db: Database,
-    cache: Cache,
-    principal: Principal,
-    limit: int,
-    offset: int,
-    q: str | None = None,
-    owner_id: uuid.UUID | None = None,
-    sort: ItemSort = ItemSort.created_at_desc,
+    *, db: Database, cache: Cache, principal: Principal, query: ItemQuery
 ) -> dict[str, Any]:
     """The JSON form of one page of items, from the cache when it can be."""
-    if owner_id is not None and not principal.is_admin:
+    if query.owner_id is not None and not principal.is_admin:
         raise AppError(403, "Only admins can filter by owner", code="forbidden")
-    scope = str(principal.id) if not principal.is_admin else str(owner_id or "all")
-    params = json.dumps([limit, offset, q, sort.value])
+    scope = str(principal.id) if not principal.is_admin else str(query.owner_id or "all")
+    params = json.dumps([query.limit, query.offset, query.q, query.sort.value])
     key = f"items:page:{scope}:{await _generation(cache, scope)}:{params}"
     page: dict[str, Any] | None = await cache.get(key)
     if page is None:
         async with db.session() as session:
-            rows, total = await list_items(
-                session=session,
-                principal=principal,
-                limit=limit,
-                offset=offset,
-                q=q,
-                owner_id=owner_id,
-                sort=sort,
-            )
+            rows, total = await list_items(session=session, principal=principal, query=query)
         page = {
             "items": _PAGE.dump_python(rows, mode="json"),
             "total": total,
-            "limit": limit,
-            "offset": offset,
+            "limit": query.limit,
+            "offset": query.offset,
         }
         await cache.set(key, page)
     return page
 
 
 async def list_items(
-    *,
-    session: AsyncSession,
-    principal: Principal,
-    limit: int,
-    offset: int,
-    q: str | None = None,
-    owner_id: uuid.UUID | None = None,
-    sort: ItemSort = ItemSort.created_at_desc,
+    *, session: AsyncSession, principal: Principal, query: ItemQuery
 ) -> tuple[list[ItemPublic], int]:
     """One page of the items ``principal`` may see, and how many there are in all.
 
     Rows are read as plain columns, not ORM objects: a page of 100 items costs about
     half as much that way."""
-    if owner_id is not None and not principal.is_admin:
-        raise AppError(403, "Only admins can filter by owner", code="forbidden")
-    clauses = _filters(principal, q, owner_id)
-    column = _SORT_COLUMNS[sort.value.lstrip("-")]
-    descending = sort.value.startswith("-")
+    clauses = _filters(principal, query.q, query.owner_id)
+    column = _SORT_COLUMNS[query.sort.value.lstrip("-")]
+    descending = query.sort.value.startswith("-")
     order = (column.desc(), Item.id.desc()) if descending else (column.asc(), Item.id.asc())
-    stmt = select(*_COLUMNS).where(*clauses).order_by(*order).limit(limit).offset(offset)
+    stmt = select(*_COLUMNS).where(*clauses).order_by(*order)
+    stmt = stmt.limit(query.limit).offset(query.offset)
     total = await session.scalar(select(func.count()).select_from(Item).where(*clauses)) or 0
     rows = (await session.execute(stmt)).mappings().all()
     return _PAGE.validate_python(rows), total

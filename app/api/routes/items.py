@@ -69,15 +69,9 @@ async def list_items(
     ),
 ) -> Response:
     """Your items, newest first; admins see everyone's."""
+    query = items.ItemQuery(limit=limit, offset=offset, q=q, owner_id=owner_id, sort=sort)
     page = await items.list_page(
-        db=services.db,
-        cache=services.cache,
-        principal=principal,
-        limit=limit,
-        offset=offset,
-        q=q,
-        owner_id=owner_id,
-        sort=sort,
+        db=services.db, cache=services.cache, principal=principal, query=query
     )
     return JSONResponse(page)
 
