@@ -10,6 +10,8 @@ SHELL := /bin/bash
 
 include $(wildcard mk/*.mk)
 
+
+.PHONY: system-deps
 .PHONY: help venv run test test-fast lint fmt bench bench-all admin docs clean
 
 ## help: list the targets
@@ -45,8 +47,12 @@ fmt: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## test: the whole suite: lint, then every test (builds the Kubernetes tools once)
-test: venv tools lint
+## system-deps: install the Debian packages the tests need (.ci/packages.txt) when missing
+system-deps:
+	@tools/system-deps.sh
+
+## test: the whole suite: system packages, lint, then every test (builds the Kubernetes tools once)
+test: system-deps venv tools lint
 	$(BIN)/pytest
 
 ## test-fast: the tests that need no cluster and no image build
