@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 class Cache(Protocol):
     async def get(self, key: str) -> Any | None: ...
     async def set(self, key: str, value: Any) -> None: ...
+    async def add(self, key: str, value: Any) -> None:
+        """Set ``key`` only when it holds nothing: a read that raced with a write
+        cannot overwrite what the write stored."""
+
     async def delete(self, *keys: str) -> None: ...
     async def close(self) -> None: ...
 
@@ -29,6 +33,9 @@ class NullCache:
         return None
 
     async def set(self, key: str, value: Any) -> None:
+        return None
+
+    async def add(self, key: str, value: Any) -> None:
         return None
 
     async def delete(self, *keys: str) -> None:
@@ -63,6 +70,10 @@ class MemoryCache:
         while len(self._data) > self._max:
             self._data.popitem(last=False)
 
+    async def add(self, key: str, value: Any) -> None:
+        if await self.get(key) is None:
+            await self.set(key, value)
+
     async def delete(self, *keys: str) -> None:
         for key in keys:
             self._data.pop(key, None)
@@ -96,6 +107,14 @@ class RedisCache:
             await self._redis.set(self._prefix + key, json.dumps(value, default=str), ex=self._ttl)
         except Exception as exc:
             log.warning("cache set failed", extra={"cache_error": type(exc).__name__})
+
+    async def add(self, key: str, value: Any) -> None:
+        try:
+            await self._redis.set(
+                self._prefix + key, json.dumps(value, default=str), ex=self._ttl, nx=True
+            )
+        except Exception as exc:
+            log.warning("cache add failed", extra={"cache_error": type(exc).__name__})
 
     async def delete(self, *keys: str) -> None:
         if not keys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +44,8 @@ def principal_key(user_id: uuid.UUID) -> str:
 async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> Principal | None:
     cached = await cache.get(principal_key(user_id))
     if cached is not None:
+        if cached.get("deleted"):
+            return None
         return Principal(
             uuid.UUID(cached["id"]), Role(cached["role"]), cached["active"], cached["ver"]
         )
@@ -50,17 +53,26 @@ async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> P
         user = await session.get(User, user_id)
     if user is None:
         return None
-    principal = Principal.of(user)
-    await cache.set(
-        principal_key(user_id),
-        {
-            "id": str(user.id),
-            "role": user.role,
-            "active": user.is_active,
-            "ver": user.token_version,
-        },
-    )
-    return principal
+    # Only into an empty slot: if a write stored the account meanwhile, this read (which
+    # may have seen the row before that write) must not replace it.
+    await cache.add(principal_key(user_id), _principal_document(user))
+    return Principal.of(user)
+
+
+def _principal_document(user: User) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "role": user.role,
+        "active": user.is_active,
+        "ver": user.token_version,
+    }
+
+
+async def _store_principal(cache: Cache, user: User) -> None:
+    """After a write to ``user``, put the new state in the cache (rather than just
+    dropping the old one), so that a concurrent read of the old row cannot bring back a
+    revoked token version."""
+    await cache.set(principal_key(user.id), _principal_document(user))
 
 
 def normalize_email(email: str) -> str:
@@ -177,7 +189,7 @@ async def update(
     except IntegrityError:
         await session.rollback()
         raise _duplicate_email() from None
-    await cache.delete(principal_key(user.id))
+    await _store_principal(cache, user)
     return user
 
 
@@ -195,7 +207,7 @@ async def change_password(
     user.hashed_password = await hashing.hash(new_password)
     user.token_version += 1  # every token issued before this moment stops working
     await session.commit()
-    await cache.delete(principal_key(user.id))
+    await _store_principal(cache, user)
 
 
 async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Principal) -> None:
@@ -205,7 +217,7 @@ async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Pri
         raise AppError(409, "This is the last active admin", code="last_admin")
     await session.delete(user)
     await session.commit()
-    await cache.delete(principal_key(user.id))
+    await cache.set(principal_key(user.id), {"deleted": True})
     from app.services.items import invalidate_lists  # items builds on users
 
     await invalidate_lists(cache, user.id)

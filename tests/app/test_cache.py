@@ -85,3 +85,26 @@ def test_cached_list_pages_never_outlive_a_write(api_factory: Any, redis_url: st
     assert names(replica_b, headers) == ["second"]
     replica_a.client.delete(f"/api/v1/users/{owner['id']}", headers=admin)
     assert names(replica_b, admin) == []
+
+
+def test_a_stale_read_cannot_bring_back_a_revoked_token(api: Api) -> None:
+    import uuid
+
+    from app.services.users import principal_key
+
+    user = api.signup()
+    old = api.login(user["email"])
+    assert api.client.get("/api/v1/users/me", headers=old).status_code == 200
+    changed = api.client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": "correct horse battery", "new_password": "a new password"},
+        headers=old,
+    )
+    assert changed.status_code == 204
+    # A request that read the account just before the change caches what it saw now.
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    stale = {"id": user["id"], "role": "user", "active": True, "ver": 0}
+    portal = api.client.portal
+    assert portal is not None
+    portal.call(services.cache.add, principal_key(uuid.UUID(user["id"])), stale)
+    assert api.client.get("/api/v1/users/me", headers=old).status_code == 401
