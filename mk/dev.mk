@@ -64,8 +64,8 @@ kind-down:
 	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN)
 	kind delete cluster --name '$(KIND_CLUSTER)'
 
-## test-kind: run the cluster tests (pytest -m cluster) against the kind cluster instead of the local control plane
+## test-kind: run the cluster tests (all but the kwok-only ones) against the kind cluster instead of the local control plane
 test-kind: venv
 	@$(DEV_CHECK) kind=$(KIND_MIN) context=$(KIND_CONTEXT)
 	@mkdir -p .data && kind get kubeconfig --name '$(KIND_CLUSTER)' > .data/kind-kubeconfig && chmod 600 .data/kind-kubeconfig
-	FASTSHIP_KUBECONFIG=$(CURDIR)/.data/kind-kubeconfig $(BIN)/pytest -m cluster
+	FASTSHIP_KUBECONFIG=$(CURDIR)/.data/kind-kubeconfig $(BIN)/pytest -m "cluster and not kwok"
