@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 
 import certifi
@@ -150,7 +151,11 @@ def test_code_change_reuses_the_dependency_layers(
     context = copy_context(tmp_path / "context")
     module = context / "app" / "__init__.py"
     lines = module.read_text().splitlines(keepends=True)
-    lines[0] = '"""fastship: a FastAPI service built to run on Kubernetes (changed)."""\n'
+    # A change never built before on this machine: the engine keeps the layers of
+    # earlier runs (the code stage is an intermediate image `rmi` leaves behind),
+    # so a fixed edit would be a cache hit from the second run on.
+    marker = uuid.uuid4().hex
+    lines[0] = f'"""fastship: a FastAPI service built to run on Kubernetes ({marker})."""\n'
     module.write_text("".join(lines))
     tag = "localhost/fastship:image-test-changed"
     try:
