@@ -29,7 +29,8 @@ class Services:
     tokens: Tokens
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, on every request.
     services: Services = request.app.state.services
     return services
 
@@ -44,35 +45,41 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-
 
 def _unauthorized(message: str) -> AppError:
     return AppError(401, message, code="unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_principal(
-    services: ServicesDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> Principal:
-    if not token:
-        raise _unauthorized("Not authenticated: send 'Authorization: Bearer <token>'")
-    try:
-        claims = services.tokens.decode(token)
-    except TokenError:
-        raise _unauthorized("Invalid or expired token") from None
-    # A session of its own, opened only when the cache misses: most requests by a
-    # known user need no database round trip to authenticate.
-    principal = await load_principal(db=services.db, cache=services.cache, user_id=claims.user_id)
-    # A password change, role change or disable bumps the version: older tokens die.
-    if (
-        principal is None
-        or not principal.is_active
-        or principal.token_version != claims.token_version
-    ):
-        raise _unauthorized("Invalid or expired token")
-    return principal
+class BearerPrincipal(OAuth2PasswordBearer):
+    """Who sends 'Authorization: Bearer <token>': the OAuth2 scheme that /docs shows,
+    the token check and the account lookup, as one dependency. (Every dependency costs
+    FastAPI work on every request; authentication runs on almost all of them.)"""
 
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        token = await super().__call__(request)
+        if not token:
+            raise _unauthorized("Not authenticated: send 'Authorization: Bearer <token>'")
+        services: Services = request.app.state.services
+        try:
+            claims = services.tokens.decode(token)
+        except TokenError:
+            raise _unauthorized("Invalid or expired token") from None
+        # A session of its own, opened only when the cache misses: most requests by a
+        # known user need no database round trip to authenticate.
+        principal = await load_principal(
+            db=services.db, cache=services.cache, user_id=claims.user_id
+        )
+        # A password change, role change or disable bumps the version: older tokens die.
+        if (
+            principal is None
+            or not principal.is_active
+            or principal.token_version != claims.token_version
+        ):
+            raise _unauthorized("Invalid or expired token")
+        return principal
+
+
+current_principal = BearerPrincipal(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 

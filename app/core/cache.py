@@ -1,16 +1,16 @@
 """A small read-through cache: in-process by default, Redis when FASTSHIP_REDIS_URL is set.
 
-Values are JSON documents. A cache that fails (Redis down) behaves as a miss and
-logs a warning: it can slow the service down, never break it.
+Values are bytes, usually JSON documents already encoded: a hit is served as it is,
+without decoding and encoding it again. A cache that fails (Redis down) behaves as a
+miss and logs a warning: it can slow the service down, never break it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Protocol
 
 from app.core.config import Settings
 
@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class Cache(Protocol):
-    async def get(self, key: str) -> Any | None: ...
-    async def set(self, key: str, value: Any) -> None: ...
-    async def add(self, key: str, value: Any) -> None:
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes) -> None: ...
+    async def add(self, key: str, value: bytes) -> None:
         """Set ``key`` only when it holds nothing: a read that raced with a write
         cannot overwrite what the write stored."""
 
@@ -29,13 +29,13 @@ class Cache(Protocol):
 
 
 class NullCache:
-    async def get(self, key: str) -> Any | None:
+    async def get(self, key: str) -> bytes | None:
         return None
 
-    async def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: bytes) -> None:
         return None
 
-    async def add(self, key: str, value: Any) -> None:
+    async def add(self, key: str, value: bytes) -> None:
         return None
 
     async def delete(self, *keys: str) -> None:
@@ -51,9 +51,9 @@ class MemoryCache:
     def __init__(self, *, ttl: float, max_entries: int) -> None:
         self._ttl = ttl
         self._max = max_entries
-        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
-    async def get(self, key: str) -> Any | None:
+    async def get(self, key: str) -> bytes | None:
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -62,15 +62,15 @@ class MemoryCache:
             self._data.pop(key, None)
             return None
         self._data.move_to_end(key)
-        return json.loads(payload)
+        return payload
 
-    async def set(self, key: str, value: Any) -> None:
-        self._data[key] = (time.monotonic() + self._ttl, json.dumps(value, default=str))
+    async def set(self, key: str, value: bytes) -> None:
+        self._data[key] = (time.monotonic() + self._ttl, value)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
 
-    async def add(self, key: str, value: Any) -> None:
+    async def add(self, key: str, value: bytes) -> None:
         if await self.get(key) is None:
             await self.set(key, value)
 
@@ -94,25 +94,24 @@ class RedisCache:
         self._ttl = ttl
         self._prefix = prefix
 
-    async def get(self, key: str) -> Any | None:
+    async def get(self, key: str) -> bytes | None:
         try:
             payload = await self._redis.get(self._prefix + key)
         except Exception as exc:
             log.warning("cache get failed", extra={"cache_error": type(exc).__name__})
             return None
-        return None if payload is None else json.loads(payload)
+        # bytes, since the client does not decode responses.
+        return payload.encode() if isinstance(payload, str) else payload
 
-    async def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: bytes) -> None:
         try:
-            await self._redis.set(self._prefix + key, json.dumps(value, default=str), ex=self._ttl)
+            await self._redis.set(self._prefix + key, value, ex=self._ttl)
         except Exception as exc:
             log.warning("cache set failed", extra={"cache_error": type(exc).__name__})
 
-    async def add(self, key: str, value: Any) -> None:
+    async def add(self, key: str, value: bytes) -> None:
         try:
-            await self._redis.set(
-                self._prefix + key, json.dumps(value, default=str), ex=self._ttl, nx=True
-            )
+            await self._redis.set(self._prefix + key, value, ex=self._ttl, nx=True)
         except Exception as exc:
             log.warning("cache add failed", extra={"cache_error": type(exc).__name__})
 

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     access_log: bool = Field(True, description="One JSON access-log line per request.")
     root_path: str = Field("", description="Path prefix when served behind a proxy.")
     docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json.")
+    opentelemetry_enabled: bool = Field(
+        False,
+        description="Emit FastAPI's OpenTelemetry spans, metrics and logs to the globally "
+        "configured OpenTelemetry providers. Off, requests skip the checks for them; "
+        "Prometheus metrics at /metrics are served either way.",
+    )
     shutdown_timeout_seconds: float = Field(
         25.0,
         gt=0,

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
@@ -156,6 +157,37 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+
+class CompressWhenAccepted:
+    """Starlette's GZipMiddleware, entered only by requests that accept gzip. The
+    others, most API clients, skip its per-request work; their responses still say
+    `Vary: Accept-Encoding`, as the compressed ones do."""
+
+    def __init__(self, app: ASGIApp, *, minimum_size: int) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _accepts_gzip(scope):
+            await self.gzip(scope, receive, send)
+            return
+
+        async def send_with_vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), _VARY]
+            await send(message)
+
+        await self.app(scope, receive, send_with_vary)
+
+
+_VARY = (b"vary", b"Accept-Encoding")
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    return any(
+        name == b"accept-encoding" and b"gzip" in value.lower() for name, value in scope["headers"]
+    )
 
 
 def route_templates(routes: Any) -> dict[int, str]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -42,8 +42,9 @@ def principal_key(user_id: uuid.UUID) -> str:
 
 
 async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> Principal | None:
-    cached = await cache.get(principal_key(user_id))
-    if cached is not None:
+    payload = await cache.get(principal_key(user_id))
+    if payload is not None:
+        cached = json.loads(payload)
         if cached.get("deleted"):
             return None
         return Principal(
@@ -59,13 +60,14 @@ async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> P
     return Principal.of(user)
 
 
-def _principal_document(user: User) -> dict[str, Any]:
-    return {
+def _principal_document(user: User) -> bytes:
+    document = {
         "id": str(user.id),
         "role": user.role,
         "active": user.is_active,
         "ver": user.token_version,
     }
+    return json.dumps(document).encode()
 
 
 async def _store_principal(cache: Cache, user: User) -> None:
@@ -217,7 +219,7 @@ async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Pri
         raise AppError(409, "This is the last active admin", code="last_admin")
     await session.delete(user)
     await session.commit()
-    await cache.set(principal_key(user.id), {"deleted": True})
+    await cache.set(principal_key(user.id), b'{"deleted": true}')
     from app.services.items import invalidate_lists  # items builds on users
 
     await invalidate_lists(cache, user.id)

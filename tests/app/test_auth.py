@@ -4,14 +4,20 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 
 from tests.app.conftest import PASSWORD, Api
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KEY = "test-signing-key-" + "x" * 32
 
@@ -141,25 +147,48 @@ def test_forged_tokens_are_rejected(api: Api) -> None:
         assert response.json()["code"] == "unauthorized", name
 
 
-def test_algorithm_confusion_with_a_public_key_is_rejected(api: Api) -> None:
+def test_algorithm_confusion_with_a_public_key_is_rejected(api: Api, tmp_path: Path) -> None:
     # The classic confusion attack signs with HMAC using a public key as the secret;
-    # the service accepts exactly its one configured algorithm and key.
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
+    # the service accepts exactly its one configured algorithm and key. The RSA key
+    # and its signature come from the openssl command line.
     user = api.signup()
     good = _claims(api, user["email"])
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    private = tmp_path / "private.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        stdout=private.open("wb"),
+        check=True,
     )
-    rs256 = jwt.encode(good, private, algorithm="RS256")
-    assert _me(api, rs256).status_code == 401
-    # PyJWT refuses to HMAC-sign with a PEM key, so build that token by hand.
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    public_pem = subprocess.run(
+        ["openssl", "pkey", "-in", str(private), "-pubout"], capture_output=True, check=True
+    ).stdout
     payload = _b64(json.dumps(good).encode())
-    mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    assert _me(api, f"{header}.{payload}.{_b64(mac)}").status_code == 401
+
+    rs256_header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    signed = f"{rs256_header}.{payload}".encode()
+    signature = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", str(private)],
+        input=signed,
+        capture_output=True,
+        check=True,
+    ).stdout
+    rs256 = f"{rs256_header}.{payload}.{_b64(signature)}"
+    # A well-formed RS256 token: its signature verifies with the public key.
+    assert jwt.get_unverified_header(rs256)["alg"] == "RS256"
+    public, sig = tmp_path / "public.pem", tmp_path / "signature"
+    public.write_bytes(public_pem)
+    sig.write_bytes(signature)
+    verified = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", str(public), "-signature", str(sig)],
+        input=signed,
+        capture_output=True,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert _me(api, rs256).status_code == 401
+
+    hs256_header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    mac = hmac.new(public_pem, f"{hs256_header}.{payload}".encode(), hashlib.sha256).digest()
+    assert _me(api, f"{hs256_header}.{payload}.{_b64(mac)}").status_code == 401
 
 
 def _b64(data: bytes) -> str:
@@ -202,3 +231,37 @@ def test_missing_and_malformed_authorization(api: Api) -> None:
     bad = api.client.get("/api/v1/items", headers={"Authorization": "Basic Zm9vOmJhcg=="})
     assert bad.status_code == 401
     assert bad.json()["request_id"] == bad.headers["x-request-id"]
+
+
+def test_hashing_threads_do_not_keep_argon2_memory(tmp_path: Path) -> None:
+    """Each argon2id hash allocates its whole memory cost (19 MiB here). Hashes run in
+    worker threads; once they are done, the process must not keep that memory."""
+    script = tmp_path / "hashes.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, pathlib
+            from app.core.config import Settings
+            from app.core.security import PasswordHashing
+
+            def rss_kib():
+                for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+
+            async def main():
+                hashing = PasswordHashing(Settings(password_hash_concurrency=4))
+                before = rss_kib()
+                await asyncio.gather(*(hashing.hash("x") for _ in range(16)))
+                print(before, rss_kib())
+
+            asyncio.run(main())
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    before, after = map(int, out.split())
+    # Kept, it would be one block per hashing thread: 4 x 19 MiB.
+    assert after - before < 19 * 1024, f"RSS grew from {before} KiB to {after} KiB"

@@ -121,10 +121,26 @@ def test_large_responses_are_gzipped(api: Api) -> None:
         api.item(headers, name=f"item number {i}", description="words " * 20)
     response = api.client.get("/api/v1/items", headers={**headers, "Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
+    assert int(response.headers["content-length"]) < len(response.content) / 2
     assert response.json()["total"] == 20
+    # A client that does not accept gzip gets the same document, uncompressed.
+    plain = api.client.get("/api/v1/items", headers={**headers, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert int(plain.headers["content-length"]) == len(plain.content)
+    assert plain.content == gzip.decompress(_raw_body(api, headers))
+    # Either way shared caches are told that the body depends on Accept-Encoding.
+    assert response.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
     small = api.client.get("/healthz", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in small.headers
-    assert gzip  # the client decompresses transparently
+
+
+def _raw_body(api: Api, headers: dict[str, str]) -> bytes:
+    """The compressed bytes as sent, which httpx would otherwise decode."""
+    with api.client.stream(
+        "GET", "/api/v1/items", headers={**headers, "Accept-Encoding": "gzip"}
+    ) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        return b"".join(response.iter_raw())
 
 
 def test_cors_follows_settings(api_factory: Any) -> None:
