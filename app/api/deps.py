@@ -15,6 +15,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import AppError
 from app.core.security import PasswordHashing, TokenError, Tokens
+from app.services.audit import AuditLog
 from app.services.users import Principal, load_principal
 
 
@@ -27,6 +28,7 @@ class Services:
     cache: Cache
     hashing: PasswordHashing
     tokens: Tokens
+    audit: AuditLog
 
 
 async def get_services(request: Request) -> Services:

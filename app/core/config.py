@@ -109,8 +109,19 @@ class Settings(BaseSettings):
     sqlite_path: Path = Field(
         Path(".data/fastship.db"), description="Embedded SQLite file, used without Postgres."
     )
-    db_pool_size: int = Field(5, ge=1, le=200, description="Connections kept in the pool.")
-    db_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under load.")
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="Connections each process keeps open. Budget the database's "
+        "max_connections for replicas x (this + db_max_overflow).",
+    )
+    db_max_overflow: int = Field(
+        5,
+        ge=0,
+        le=200,
+        description="Extra connections under load, closed again when returned.",
+    )
     db_pool_timeout_seconds: float = Field(
         30.0,
         gt=0,

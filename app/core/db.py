@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import URL, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -108,19 +109,31 @@ class Database:
                 "max_overflow": settings.db_max_overflow,
                 "pool_timeout": settings.db_pool_timeout_seconds,
             }
-        # pre_ping: a connection broken while Postgres restarted is replaced before use,
-        # so the service recovers on its own once the database is back.
+        # No ping before each checkout: it would cost a round trip on every use. A
+        # connection that a database restart broke fails its statement once (503, and
+        # the client may retry); SQLAlchemy then sees the disconnect and replaces every
+        # connection in the pool, so the service recovers on its own.
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=_connect_args(settings, url), pool_pre_ping=True, **pool_args
+            url, connect_args=_connect_args(settings, url), **pool_args
         )
         if not self.is_postgres:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessionmaker() as session:
             yield session
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit mode, for work that is one statement: that
+        statement is its own transaction, so there is no BEGIN or COMMIT round trip.
+        (Under load every round trip waits its turn on the event loop while the
+        connection stays checked out.)"""
+        async with self._autocommit.connect() as conn:
+            yield conn
 
     def connections_in_use(self) -> int:
         pool = self.engine.sync_engine.pool

@@ -50,22 +50,26 @@ async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> P
         return Principal(
             uuid.UUID(cached["id"]), Role(cached["role"]), cached["active"], cached["ver"]
         )
-    async with db.session() as session:
-        user = await session.get(User, user_id)
-    if user is None:
+    async with db.connection() as conn:
+        row = (await conn.execute(_PRINCIPAL.where(User.id == user_id))).one_or_none()
+    if row is None:
         return None
+    principal = Principal(row.id, Role(row.role), row.is_active, row.token_version)
     # Only into an empty slot: if a write stored the account meanwhile, this read (which
     # may have seen the row before that write) must not replace it.
-    await cache.add(principal_key(user_id), _principal_document(user))
-    return Principal.of(user)
+    await cache.add(principal_key(user_id), _principal_document(principal))
+    return principal
 
 
-def _principal_document(user: User) -> bytes:
+_PRINCIPAL = select(User.id, User.role, User.is_active, User.token_version)
+
+
+def _principal_document(principal: Principal) -> bytes:
     document = {
-        "id": str(user.id),
-        "role": user.role,
-        "active": user.is_active,
-        "ver": user.token_version,
+        "id": str(principal.id),
+        "role": principal.role.value,
+        "active": principal.is_active,
+        "ver": principal.token_version,
     }
     return json.dumps(document).encode()
 
@@ -74,7 +78,7 @@ async def _store_principal(cache: Cache, user: User) -> None:
     """After a write to ``user``, put the new state in the cache (rather than just
     dropping the old one), so that a concurrent read of the old row cannot bring back a
     revoked token version."""
-    await cache.set(principal_key(user.id), _principal_document(user))
+    await cache.set(principal_key(user.id), _principal_document(Principal.of(user)))
 
 
 def normalize_email(email: str) -> str:

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 
-from app.api.deps import CurrentUser, ServicesDep, SessionDep
+from app.api.deps import CurrentUser, Services, ServicesDep, SessionDep
 from app.core import errors
 from app.schemas import ItemCreate, ItemPublic, ItemSort, ItemUpdate, Page, Text
 from app.services import audit, items
@@ -13,20 +13,17 @@ from app.services.users import Principal
 
 router = APIRouter(prefix="/items", tags=["items"])
 
-_record = audit.guarded("audit", audit.record)
-
 
 def _audit(
     background: BackgroundTasks,
-    services: Any,
+    services: Services,
     principal: Principal,
     action: str,
     item_id: uuid.UUID,
     data: dict[str, Any] | None = None,
 ) -> None:
     background.add_task(
-        _record,
-        db=services.db,
+        audit.guarded("audit", services.audit.record),
         actor_id=principal.id,
         action=action,
         entity="item",
