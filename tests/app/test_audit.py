@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ async def _record_concurrently(log: AuditLog, count: int) -> list[BaseException 
 
 
 def test_concurrent_records_are_stored_in_few_inserts(pg_database: str) -> None:
-    async def scenario() -> tuple[list[Any], int, list[BaseException | None]]:
+    async def scenario() -> tuple[Sequence[Any], int, list[BaseException | None]]:
         db = Database(Settings(database_url=pg_database))
         inserts = 0
 
