@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "factory": True,
         "host": host,
         "port": port,
-        "loop": "auto",  # uvloop when installed
+        "loop": settings.event_loop,
         "http": "auto",  # httptools when installed
         "lifespan": "on",
         "log_config": None,

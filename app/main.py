@@ -70,6 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.uses_postgres and settings.environment is Environment.development:
             await _bootstrap_admin(services)
         _freeze_startup_objects()
+        log.info(
+            "started",
+            extra={
+                "version": __version__,
+                "database": "postgres" if settings.uses_postgres else "sqlite",
+                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            },
+        )
         try:
             yield
         finally:

@@ -27,6 +27,26 @@ BACKGROUND_FAILURES = Counter(
 )
 
 
+# The labelled children of the two per-request metrics, looked up once per label set:
+# prometheus_client's labels() validates and locks on every call. Route labels are
+# templates (or "<unmatched>"), so the sets stay few.
+_request_counters: dict[tuple[str, str, int], Counter] = {}
+_latency_histograms: dict[tuple[str, str], Histogram] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    counter = _request_counters.get((method, route, status))
+    if counter is None:
+        counter = _request_counters[method, route, status] = REQUESTS.labels(
+            method, route, str(status)
+        )
+    histogram = _latency_histograms.get((method, route))
+    if histogram is None:
+        histogram = _latency_histograms[method, route] = LATENCY.labels(method, route)
+    counter.inc()
+    histogram.observe(seconds)
+
+
 def track_pool(connections_in_use: Callable[[], int]) -> None:
     DB_POOL_IN_USE.set_function(lambda: float(connections_in_use()))
 

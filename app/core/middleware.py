@@ -141,8 +141,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope, self.route_templates)
             method: str = scope["method"]
-            metrics.REQUESTS.labels(method, route, str(status)).inc()
-            metrics.LATENCY.labels(method, route).observe(elapsed)
+            metrics.observe_request(method, route, status, elapsed)
             if self.access_log:
                 client = scope.get("client")
                 log.info(
