@@ -130,12 +130,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _freeze_startup_objects() -> None:
-    """Move everything built so far (modules, models, routes: most of the heap, and it
-    lives as long as the process) out of the garbage collector's view. Its full passes
-    then scan only what requests create, instead of pausing every request in flight to
-    walk a few hundred thousand permanent objects."""
-    gc.collect()
+    """Move everything built so far (modules, models, routes: about 100,000 objects
+    that live as long as the process) out of the garbage collector's view, so that its
+    full passes scan only what requests create. Then turn the collector on, if `serve`
+    turned it off while importing (which creates no garbage worth the passes)."""
     gc.freeze()
+    gc.enable()
 
 
 def _write_private(sqlite_path: Path, secret: str) -> Path:
