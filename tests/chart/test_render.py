@@ -259,6 +259,26 @@ def test_bundled_postgres_existing_claim(render: RenderFn) -> None:
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "old"
 
 
+def test_bundled_postgres_takes_the_connections_of_a_fully_scaled_service(
+    render: RenderFn,
+) -> None:
+    from app.core.config import Settings
+
+    rendered = render({"autoscaling": {"enabled": True}})
+    sts = rendered.get("StatefulSet", f"{FULLNAME}-postgresql")
+    args = container(sts, "postgresql")["args"]
+    limit = int(args[args.index("-c") + 1].removeprefix("max_connections="))
+    replicas = rendered.get("HorizontalPodAutoscaler", FULLNAME)["spec"]["maxReplicas"]
+    defaults = Settings.model_fields
+    per_pod = defaults["db_pool_size"].default + defaults["db_max_overflow"].default
+    # The service at full scale, a migration Job and a few administrative sessions.
+    assert limit >= replicas * per_pod + 10, (limit, replicas, per_pod)
+
+    raised = render({"postgresql": {"bundled": {"maxConnections": 500}}})
+    args = container(raised.get("StatefulSet", f"{FULLNAME}-postgresql"), "postgresql")["args"]
+    assert args == ["-c", "max_connections=500"]
+
+
 def test_external_postgres(render: RenderFn) -> None:
     values = MATRIX["fixed-external-operator"]
     rendered = render(values)
