@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "port": port,
         "loop": settings.event_loop,
         "http": "auto",  # httptools when installed
+        "ws": "none",  # no WebSocket routes: nothing to import for them
         "lifespan": "on",
         "log_config": None,
         "access_log": False,  # the service writes its own JSON access log
