@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 _INSERT = insert(AuditEvent)
-_MAX_BATCH = 500
+_MAX_BATCH = 100
 
 
 class AuditLog:
