@@ -126,6 +126,15 @@ def start_fastship(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
     )
 
 
+def start_ceiling(port: int, options: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--port", str(port), *options],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15)
@@ -170,20 +179,7 @@ def main() -> int:
         extra["start_to_ready_s"] = {"median": statistics.median(starts), "all": starts}
 
         ceiling_port = free_port()
-        ceiling = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.ceiling:app",
-                "--port",
-                str(ceiling_port),
-                *UVICORN,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        ceiling = start_ceiling(ceiling_port, UVICORN)
         procs.append(ceiling)
         port = free_port()
         server = start_fastship(env, port, work / "server.log")
@@ -286,20 +282,7 @@ def main() -> int:
         ceiling.wait(30)
         server.terminate()
         server.wait(30)
-        ceiling = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.ceiling:app",
-                "--port",
-                str(ceiling_port),
-                *UVICORN_ASYNCIO,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        ceiling = start_ceiling(ceiling_port, UVICORN_ASYNCIO)
         procs.append(ceiling)
         server = start_fastship({**env, "FASTSHIP_EVENT_LOOP": "asyncio"}, port, work / "a.log")
         procs.append(server)
