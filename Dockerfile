@@ -68,15 +68,20 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
         -c constraints.txt -r requirements.txt; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools; \
     # Size: some wheels ship their native modules with debug symbols (uvloop alone
-    # 13 MB, 2 MB without), and the kubernetes client carries a second, asyncio
-    # copy of itself (kubernetes.aio, 68 MB) that fastship does not import; the
-    # code stage refuses code that does.
+    # 13 MB, 2 MB without). Python's extension modules (*.so) also lose their static
+    # symbol tables, as Debian strips its own libraries (0.8 MB; the dynamic symbols
+    # stay); the libraries the wheels bundle (*.so.N) only lose debug symbols.
     find /opt/venv -name '*.so*' -type f | while read -r lib; do \
-        if readelf -S "$lib" | grep -q '[.]debug_'; then strip --strip-debug "$lib"; fi; \
+        case "$lib" in \
+            *.so) strip --strip-unneeded "$lib" ;; \
+            *) if readelf -S "$lib" | grep -q '[.]debug_'; then strip --strip-debug "$lib"; fi ;; \
+        esac; \
     done; \
-    rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio; \
-    # Byte-compiled once here: at run time the root filesystem is read-only.
-    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib; \
+    # Byte-compiled once here: at run time the root filesystem is read-only. Without
+    # column ranges (PEP 657), 8 % less: tracebacks through these libraries name file
+    # and line but underline no expression.
+    /opt/venv/bin/python -X no_debug_ranges -m compileall -q -j 0 \
+        --invalidation-mode unchecked-hash /opt/venv/lib; \
     python3 -m venv /opt/build; \
     /opt/build/bin/python -m pip install --quiet --only-binary=:all: \
         "setuptools==${SETUPTOOLS_VERSION}" "wheel==${WHEEL_VERSION}"; \
@@ -99,10 +104,6 @@ ARG VERSION
 ARG REVISION
 ARG SOURCE
 RUN set -eu; \
-    if grep -rnE 'kubernetes[.]aio|from kubernetes import .*[^_]aio' app operator; then \
-        echo 'the image leaves out kubernetes.aio: see the deps stage of the Dockerfile' >&2; \
-        exit 1; \
-    fi; \
     /opt/build/bin/python -m pip wheel --quiet --no-deps --no-build-isolation --no-index \
         --wheel-dir /tmp/dist . ; \
     /opt/build/bin/python -m pip install --quiet --no-deps --no-index --no-compile \

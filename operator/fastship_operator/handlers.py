@@ -11,6 +11,7 @@ operator needs no finalizers and no write access beyond status.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,7 @@ from fastship_operator import GROUP, MANAGED_BY, VERSION
 from fastship_operator import appconfigs as ac
 from fastship_operator import migrations as mg
 from fastship_operator.conditions import FALSE, TRUE, Condition, find, now_rfc3339, status_patch
-from fastship_operator.kube import ApiException, Kube, api_message, connection_info
-from fastship_operator.kube import load_configuration as load_configuration
+from fastship_operator.kube import ApiError, Kube, api_message, load_credentials
 from fastship_operator.workqueue import WorkQueue
 
 Key = tuple[str, str]
@@ -122,7 +122,7 @@ class State:
         body = mg.build_job(migration, job_spec)
         try:
             job = await self.api.create_job(namespace, body)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:  # created meanwhile (by an earlier run of this operator)
                 return await self.api.get_job(namespace, job_name), None
             if exc.status in (400, 403, 422):
@@ -295,7 +295,7 @@ class State:
         if current is None:
             try:
                 await self.api.create_configmap(meta["namespace"], wanted)
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status != 409:
                     raise
                 current = await self.api.get_configmap(meta["namespace"], name)
@@ -328,7 +328,7 @@ class State:
         await self.migrations.close()
         await self.appconfigs.close()
         if self.kube is not None:
-            self.kube.close()
+            await self.kube.close()
 
 
 def _event(obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
@@ -362,13 +362,16 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 
 @kopf.on.login()
-async def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
-    configuration = await asyncio.to_thread(load_configuration)
+async def login(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials, which the operator's own requests use too: at the start, and
+    again whenever kopf's requests are refused with 401."""
+    credentials = load_credentials(settings)
     current = state(memo)
-    if current.kube is not None:
-        current.kube.close()
-    current.kube = Kube(configuration)
-    return connection_info(configuration)
+    if current.kube is None:
+        current.kube = Kube(credentials, relogin=functools.partial(load_credentials, settings))
+    else:
+        current.kube.use(credentials)
+    return credentials
 
 
 @kopf.on.cleanup()

@@ -1,5 +1,5 @@
-"""The operator's API access beyond what kopf does itself: a small JSON client on top of the
-official ``kubernetes`` client, run in worker threads so that the event loop never blocks.
+"""The operator's API access beyond what kopf does itself: a small asyncio JSON client on
+aiohttp (kopf's own HTTP client), with credentials from kopf's own login functions.
 
 Objects go in and come out as plain dicts, exactly as the API server serves them; the
 pure builders in this package produce and consume the same shape.
@@ -8,81 +8,50 @@ pure builders in this package produce and consume the same shape.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import json
 import os
-from collections.abc import Mapping
+import ssl
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+import yaml
 
 from fastship_operator import GROUP, VERSION
 
-ApiException = k8s.ApiException
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30.0
 FIELD_MANAGER = "fastship-operator"
+USER_AGENT = "fastship/operator"
 
 
-def load_configuration() -> k8s.Configuration:
-    """Credentials from the pod's ServiceAccount, else from the kubeconfig (``KUBECONFIG``).
+class ApiError(Exception):
+    """The API server refused a request: its HTTP status and reason, and the response body
+    (a Status object, whose message :func:`api_message` returns)."""
 
-    A private Configuration, not the library-wide default, so that nothing else in the
-    process (tests, other clients) is affected.
-    """
-    configuration = k8s.Configuration()
-    try:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except k8s_config.ConfigException:
-        try:
-            # KUBECONFIG as it is now: the library reads it only once, at import.
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=os.environ.get("KUBECONFIG") or None,
-                client_configuration=configuration,
-            )
-        except (k8s_config.ConfigException, OSError) as exc:
-            raise kopf.LoginError(
-                "no Kubernetes credentials: not in a pod with a ServiceAccount token, "
-                f"and no usable kubeconfig (KUBECONFIG or ~/.kube/config): {exc}"
-            ) from exc
-    return configuration
+    def __init__(
+        self, status: int, reason: str, body: str = "", *, method: str = "", path: str = ""
+    ) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.body = body
+        self.method = method
+        self.path = path
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path}: " if self.method else ""
+        message = api_message(self)
+        detail = f"{self.status} {self.reason}"
+        return f"{where}{detail}" if message == detail else f"{where}{detail}: {message}"
 
 
-def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
-    """The same credentials in the form kopf uses for its own API access."""
-    header = configuration.get_api_key_with_prefix(
-        "BearerToken"
-    ) or configuration.get_api_key_with_prefix("authorization")
-    scheme: str | None = None
-    token: str | None = None
-    if header:
-        parts = header.split(" ", 1)
-        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-        default_namespace=None,
-    )
-
-
-def in_cluster_namespace(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def api_message(exc: ApiException) -> str:
+def api_message(exc: ApiError) -> str:
     """The API server's own words for a failed request (its Status message)."""
     try:
         body = json.loads(exc.body or "")
@@ -93,44 +62,188 @@ def api_message(exc: ApiException) -> str:
     return f"{exc.status} {exc.reason}"
 
 
+# --- credentials ---------------------------------------------------------------------------
+
+
+def load_credentials(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
+    """The operator's credentials, read now by kopf's own login functions.
+
+    In a pod (``KUBERNETES_SERVICE_HOST`` and ``KUBERNETES_SERVICE_PORT`` set, a
+    ServiceAccount token mounted): the token and the cluster's CA. Otherwise the
+    kubeconfig's current context, from ``KUBECONFIG`` as it is set at this call (else
+    ``~/.kube/config``): a bearer token, a client certificate and key, a CA (as files or
+    inline data), ``insecure-skip-tls-verify``. Exec and auth-provider plugins are not run.
+    """
+    settings = settings if settings is not None else kopf.OperatorSettings()
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        info = kopf.login_with_service_account(settings=settings)
+        if info is not None:
+            # The API server's address as the kubelet gives it to every pod (client-go uses
+            # it too); kopf's default, kubernetes.default.svc, would need the cluster's DNS.
+            host = f"[{host}]" if ":" in host else host
+            return dataclasses.replace(info, server=f"https://{host}:{port}")
+    source = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        info = kopf.login_with_kubeconfig(settings=settings)
+        if info is not None:
+            info = _absolute_paths(info)
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError, kopf.LoginError) as exc:
+        raise kopf.LoginError(f"unusable kubeconfig {source}: {exc!r}") from exc
+    if info is None:
+        raise kopf.LoginError(
+            "no Kubernetes credentials: not in a pod with a ServiceAccount token, "
+            "and no kubeconfig (KUBECONFIG or ~/.kube/config)"
+        )
+    if not info.server:
+        raise kopf.LoginError(f"the current context of kubeconfig {source} names no server")
+    if not (info.token or info.certificate_path or info.certificate_data or info.username):
+        raise kopf.LoginError(
+            f"the current user of kubeconfig {source} has no token, client certificate or "
+            "password (exec and auth-provider plugins are not run)"
+        )
+    return info
+
+
+def _kubeconfig_files() -> list[Path]:
+    """The kubeconfig files in the order kopf reads them: the first entry of a name wins."""
+    value = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    return [Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def _absolute_paths(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:
+    """A relative file name in a kubeconfig is relative to the kubeconfig file that holds
+    it (as kubectl reads it); kopf's login passes it on as it is."""
+    files = (info.ca_path, info.certificate_path, info.private_key_path)
+    if all(not name or Path(os.fsdecode(name)).is_absolute() for name in files):
+        return info
+    docs = [(path, yaml.safe_load(path.read_text()) or {}) for path in _kubeconfig_files()]
+
+    def first(section: str, name: str) -> tuple[Path, dict[str, Any]]:
+        """The entry that kopf used (the first of that name), and its file's folder."""
+        for path, doc in docs:
+            for item in doc.get(section) or ():
+                if item.get("name") == name:
+                    return path.parent, dict(item.get(section[:-1]) or {})
+        raise KeyError(f"no {section} entry {name!r}")
+
+    current = next(d["current-context"] for _, d in docs if d.get("current-context") is not None)
+    _, context = first("contexts", current)
+    clusters, _ = first("clusters", context["cluster"])
+    users, _ = first("users", context["user"])
+
+    def absolute(name: Any, base: Path) -> str | None:
+        return str(base / os.fsdecode(name)) if name else None
+
+    return dataclasses.replace(
+        info,
+        ca_path=absolute(info.ca_path, clusters),
+        certificate_path=absolute(info.certificate_path, users),
+        private_key_path=absolute(info.private_key_path, users),
+    )
+
+
+def in_cluster_namespace(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    """One set of credentials, made ready for requests the way kopf makes its session."""
+
+    credentials: kopf.ConnectionInfo
+    server: str
+    headers: Mapping[str, str]
+    ssl: ssl.SSLContext
+    expires: datetime.datetime | None
+
+    @classmethod
+    def of(cls, credentials: kopf.ConnectionInfo) -> _Endpoint:
+        expires = credentials.expiration
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=datetime.UTC)  # kopf: naive means UTC
+        return cls(
+            credentials=credentials,
+            server=str(credentials.server).rstrip("/"),
+            headers=credentials.as_http_headers(),
+            ssl=credentials.as_ssl_context(),
+            expires=expires,
+        )
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and datetime.datetime.now(datetime.UTC) >= self.expires
+
+
 class Kube:
-    """JSON access to the few endpoints the operator needs."""
+    """JSON access to the few endpoints the operator needs, on the event loop.
 
-    def __init__(self, configuration: k8s.Configuration) -> None:
-        self.api = k8s.ApiClient(configuration)
+    A request answered 401 (a rotated ServiceAccount token, a kubeconfig with a new
+    token) logs in again with ``relogin`` and is sent once more; so is a request made after
+    the credentials' ``expiration``. kopf does the same for its own requests.
+    """
 
-    def close(self) -> None:
-        self.api.close()  # type: ignore[no-untyped-call]
-
-    def _request(
+    def __init__(
         self,
+        credentials: kopf.ConnectionInfo,
+        *,
+        relogin: Callable[[], kopf.ConnectionInfo] = load_credentials,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        self._relogin = relogin
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+        self._endpoint = _Endpoint.of(credentials)
+
+    @property
+    def credentials(self) -> kopf.ConnectionInfo:
+        """The credentials of the next request."""
+        return self._endpoint.credentials
+
+    def use(self, credentials: kopf.ConnectionInfo) -> None:
+        """Send the next requests with these credentials; those in flight keep theirs."""
+        self._endpoint = _Endpoint.of(credentials)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def _login_again(self, failed: _Endpoint) -> _Endpoint:
+        async with self._lock:
+            if self._endpoint is failed:  # not yet replaced by a concurrent request
+                self.use(self._relogin())
+            return self._endpoint
+
+    async def _send(
+        self,
+        endpoint: _Endpoint,
         method: str,
         path: str,
-        *,
-        body: Any = None,
-        query: Mapping[str, str] | None = None,
-        content_type: str = JSON,
-    ) -> Any:
-        headers = {"Accept": JSON}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        params = dict(query or {})
-        if method in ("POST", "PUT", "PATCH"):
-            params.setdefault("fieldManager", FIELD_MANAGER)
-        serialized = self.api.param_serialize(
+        params: Mapping[str, str],
+        data: str | None,
+        headers: Mapping[str, str],
+    ) -> tuple[int, str, str]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": USER_AGENT}, trust_env=endpoint.credentials.trust_env
+            )
+        async with self._session.request(
             method,
-            path,
-            header_params=headers,
-            body=body,
-            query_params=list(params.items()) or None,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
-        data = response.read()  # type: ignore[no-untyped-call]
-        text = data.decode() if data else ""
-        if not 200 <= response.status <= 299:
-            raise ApiException.from_response(http_resp=response, body=text, data=None)
-        return json.loads(text) if text else None
+            endpoint.server + path,
+            params=params,
+            data=data,
+            headers={**endpoint.headers, **headers},
+            ssl=endpoint.ssl,
+            proxy=endpoint.credentials.proxy_url,
+            timeout=self._timeout,
+        ) as response:
+            return response.status, response.reason or "", (await response.read()).decode()
 
     async def request(
         self,
@@ -141,15 +254,30 @@ class Kube:
         query: Mapping[str, str] | None = None,
         content_type: str = JSON,
     ) -> Any:
-        return await asyncio.to_thread(
-            self._request, method, path, body=body, query=query, content_type=content_type
-        )
+        headers = {"Accept": JSON}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        params = dict(query or {})
+        if method in ("POST", "PUT", "PATCH"):
+            params.setdefault("fieldManager", FIELD_MANAGER)
+        endpoint = self._endpoint
+        if endpoint.expired:
+            endpoint = await self._login_again(endpoint)
+        status, reason, text = await self._send(endpoint, method, path, params, data, headers)
+        if status == 401:
+            endpoint = await self._login_again(endpoint)
+            status, reason, text = await self._send(endpoint, method, path, params, data, headers)
+        if not 200 <= status <= 299:
+            raise ApiError(status, reason, text, method=method, path=path)
+        return json.loads(text) if text else None
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """GET an object; None when it does not exist."""
         try:
             result = await self.request("GET", path)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise

@@ -61,7 +61,6 @@ def configure_logging(level: str) -> None:
     if level != "DEBUG":
         for name in ("kopf.objects", "kopf.activities.probe"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

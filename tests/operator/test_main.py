@@ -57,7 +57,7 @@ def test_missing_namespace_exits_with_usage(tmp_path: Path) -> None:
 def test_log_lines_are_json_with_the_object(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
-    touched = ("kopf", "kopf.objects", "kopf.activities.probe", "kubernetes", "aiohttp.access")
+    touched = ("kopf", "kopf.objects", "kopf.activities.probe", "aiohttp.access")
     levels = {name: logging.getLogger(name).level for name in touched}
     try:
         configure_logging("INFO")
