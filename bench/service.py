@@ -228,8 +228,11 @@ def main() -> int:
             ("get one item", f"{base}/api/v1/items/{ids[50]}", get_auth),
             ("create item", base + "/api/v1/items", create),
         ]
+        rss_by_run = extra["worker_rss_mb_by_run"] = {"ready": rss_mb(server.pid)}
         for name, url, script in runs:
             results.append(wrk(name, url, threads=2, connections=c, duration=d, script=script))
+            if not name.startswith("ceiling"):
+                rss_by_run[name] = rss_mb(server.pid)
         # Login alone at 10 connections, then get-one while login keeps that load up.
         login = lua_request(
             "POST",
@@ -342,6 +345,8 @@ def main() -> int:
     rss_ok = "ok" if rss <= 120 else "MISSED"
     start_ok = "ok" if start <= 1.0 else "MISSED"
     rows.append(f"- worker RSS after the run: {rss:.0f} MB (target ≤ 120 MB): {rss_ok}")
+    steps = ", ".join(f"{k} {v:.0f}" for k, v in extra["worker_rss_mb_by_run"].items())
+    rows.append(f"- worker RSS in MB as the run went: {steps}")
     rows.append(
         f"- process start to first 200 on /readyz: {start:.2f} s, median of 3 "
         f"(target ≤ 1.0 s): {start_ok}"

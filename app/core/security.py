@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,24 +13,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from app.core.config import Settings
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-@functools.cache
-def _unmap_large_blocks_on_free() -> bool:
-    """Make glibc return every block of 1 MiB or more to the system when it is freed.
-
-    Each argon2id hash allocates its whole memory cost (19 MiB by default). glibc
-    raises its mmap threshold once such a block is freed, so from then on those blocks
-    come from a per-thread heap and stay resident: every hashing thread would keep one,
-    about 20 MiB each. A fixed threshold also turns that adjustment off. Elsewhere
-    than glibc, nothing changes."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 20))
+from app.core.memory import tune_allocator
 
 
 class PasswordHashing:
@@ -40,7 +21,7 @@ class PasswordHashing:
     burst of logins cannot take every core away from the rest of the API."""
 
     def __init__(self, settings: Settings) -> None:
-        _unmap_large_blocks_on_free()
+        tune_allocator()  # argon2's large blocks go back to the system when freed
         self._hasher = PasswordHasher(
             time_cost=settings.password_hash_time_cost,
             memory_cost=settings.password_hash_memory_kib,

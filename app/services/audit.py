@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 _INSERT = insert(AuditEvent)
-_MAX_BATCH = 100
+# Under sustained load every await of the writer waits a full turn of the event loop,
+# so it stores few batches per second: big batches let it keep up with the requests.
+_MAX_BATCH = 1000
 
 
 class AuditLog:
