@@ -59,7 +59,7 @@ def test_matrix_renders_valid_objects(case: str, render: RenderFn) -> None:
         assert_common(rendered, version)
 
     rendered = outputs[KUBE_VERSIONS[-1]]
-    hpa = values.get("autoscaling", {}).get("enabled", False)
+    hpa = values.get("autoscaling", {}).get("enabled", True)
     operator = values.get("operator", {}).get("enabled", True)
     migrations = values.get("migrations", {}).get("mode", "operator")
     deploy = server(rendered)
@@ -111,7 +111,7 @@ def test_matrix_covers_the_issue(render: RenderFn) -> None:
     """HPA on/off, each Postgres mode, each migrations mode, ingress, HTTPRoute, operator."""
     seen: set[str] = set()
     for values in MATRIX.values():
-        seen.add("hpa" if values.get("autoscaling", {}).get("enabled") else "fixed")
+        seen.add("hpa" if values.get("autoscaling", {}).get("enabled", True) else "fixed")
         seen.add("pg:" + values.get("postgresql", {}).get("mode", "bundled"))
         seen.add("mig:" + values.get("migrations", {}).get("mode", "operator"))
         seen.add("op:" + str(values.get("operator", {}).get("enabled", True)))
@@ -143,6 +143,7 @@ def test_defaults(render: RenderFn) -> None:
             "AppConfig",
             "Deployment",
             "Deployment",
+            "HorizontalPodAutoscaler",
             "Migration",
             "NetworkPolicy",
             "NetworkPolicy",
@@ -163,6 +164,10 @@ def test_defaults(render: RenderFn) -> None:
     )
     deploy = server(rendered)
     pod = deploy["spec"]["template"]["spec"]
+    # Scaled by the HPA out of the box, from 2 to 10 pods on CPU.
+    assert "replicas" not in deploy["spec"]
+    hpa = rendered.get("HorizontalPodAutoscaler", FULLNAME)["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
     assert container(deploy, "server")["image"] == IMAGE
     assert "args" not in container(deploy, "server")  # the image's CMD serves
     assert container(deploy, "wait-for-schema")["args"] == [
@@ -264,7 +269,7 @@ def test_bundled_postgres_takes_the_connections_of_a_fully_scaled_service(
 ) -> None:
     from app.core.config import Settings
 
-    rendered = render({"autoscaling": {"enabled": True}})
+    rendered = render()
     sts = rendered.get("StatefulSet", f"{FULLNAME}-postgresql")
     args = container(sts, "postgresql")["args"]
     limit = int(args[args.index("-c") + 1].removeprefix("max_connections="))

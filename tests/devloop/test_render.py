@@ -108,9 +108,11 @@ def test_prod_profile_hpa_from_two_replicas(helm_bin: Path, tmp_path: Path) -> N
 def test_no_profile_is_the_charts_default_scale(helm_bin: Path, tmp_path: Path) -> None:
     rendered = render(helm_bin, None, KUBE_VERSIONS[-1], tmp_path)
     chart_defaults = yaml.safe_load((REPO_ROOT / "charts/fastship/values.yaml").read_text())
-    replicas = rendered.get("Deployment", "fastship")["spec"]["replicas"]
-    assert replicas == chart_defaults["replicaCount"]
-    assert not rendered.has("HorizontalPodAutoscaler")
+    assert chart_defaults["autoscaling"]["enabled"] is True
+    assert "replicas" not in rendered.get("Deployment", "fastship")["spec"]
+    hpa = rendered.get("HorizontalPodAutoscaler", "fastship")["spec"]
+    assert hpa["minReplicas"] == chart_defaults["autoscaling"]["minReplicas"]
+    assert hpa["maxReplicas"] == chart_defaults["autoscaling"]["maxReplicas"]
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "no-profile")

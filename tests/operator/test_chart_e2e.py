@@ -73,6 +73,8 @@ def helm_upgrade(kube: Kube, ns: str, tag: str, *extra: str) -> None:
         "--set",
         f"image.tag={tag}",
         "--set",
+        "autoscaling.enabled=false",  # a fixed count: this test is about rollouts
+        "--set",
         "replicaCount=2",
         *extra,
     )
