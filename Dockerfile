@@ -150,5 +150,5 @@ LABEL org.opencontainers.image.title="fastship" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="MIT"
 ENV FASTSHIP_BUILD_VERSION=${VERSION}

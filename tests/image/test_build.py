@@ -11,7 +11,7 @@ import certifi
 import pytest
 
 from tests.image.conftest import CANARY, Image
-from tests.image.engine import Engine, copy_context, find_in_blobs, layer_blobs
+from tests.image.engine import REPO, Engine, copy_context, find_in_blobs, layer_blobs
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
@@ -36,6 +36,9 @@ def test_image_config_is_the_contract(engine: Engine, image: Image) -> None:
     assert labels["org.opencontainers.image.version"] == image.version
     assert labels["org.opencontainers.image.revision"] == image.revision
     assert labels["org.opencontainers.image.source"] == "https://example.invalid/fastship.git"
+    # The license the repository carries (LICENSE's first line names it).
+    license_name = (REPO / "LICENSE").read_text().split()[0]
+    assert labels["org.opencontainers.image.licenses"] == license_name
 
 
 INSPECT_CONTENTS = r"""
