@@ -65,10 +65,17 @@ class MemoryCache:
         return payload
 
     async def set(self, key: str, value: bytes) -> None:
-        self._data[key] = (time.monotonic() + self._ttl, value)
+        now = time.monotonic()
+        self._data[key] = (now + self._ttl, value)
         self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+        # The least recently used entries come first. Entries nobody reads again (the
+        # pages of a replaced list generation) end up there: drop them once expired,
+        # rather than holding them until the entry limit.
+        while self._data:
+            oldest, (expires, _) = next(iter(self._data.items()))
+            if expires > now and len(self._data) <= self._max:
+                break
+            del self._data[oldest]
 
     async def add(self, key: str, value: bytes) -> None:
         if await self.get(key) is None:

@@ -108,3 +108,25 @@ def test_a_stale_read_cannot_bring_back_a_revoked_token(api: Api) -> None:
     assert portal is not None
     portal.call(services.cache.add, principal_key(uuid.UUID(user["id"])), stale)
     assert api.client.get("/api/v1/users/me", headers=old).status_code == 401
+
+
+def test_the_memory_cache_lets_go_of_expired_entries_nobody_reads() -> None:
+    """Pages cached under a list generation that a write replaced are never read
+    again: they must not stay in memory until the entry limit pushes them out."""
+    import asyncio
+
+    from app.core.cache import MemoryCache
+
+    async def scenario() -> tuple[int, bytes | None, bytes | None]:
+        cache = MemoryCache(ttl=0.2, max_entries=10_000)
+        for i in range(500):
+            await cache.set(f"items:page:old-generation:{i}", b"x" * 1000)
+        await cache.set("kept", b"still fresh")
+        await asyncio.sleep(0.3)  # all 501 entries expire
+        await cache.set("new", b"page")
+        return len(cache._data), await cache.get("new"), await cache.get("kept")
+
+    size, new, kept = asyncio.run(scenario())
+    assert new == b"page"
+    assert kept is None
+    assert size == 1  # only "new": the expired entries went at the next write
