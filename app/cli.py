@@ -40,9 +40,6 @@ def _settings(*, serving: bool = False) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.core.logging import configure_logging
-    from app.core.memory import tune_allocator
-
-    tune_allocator()
 
     settings = _settings(serving=True)
     host = args.host or settings.host

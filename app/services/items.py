@@ -38,6 +38,12 @@ _LIST_PAGE = TypeAdapter(Page[ItemPublic])
 _INSERT = insert(Item).returning(*_COLUMNS)
 
 
+def _encode(row: Any) -> bytes:
+    """A row of ``_COLUMNS`` as the encoded JSON of ItemPublic, as responses and the
+    cache carry it."""
+    return _PUBLIC.dump_json(_PUBLIC.validate_python(row))
+
+
 def item_key(item_id: uuid.UUID) -> str:
     return f"item:{item_id}"
 
@@ -82,7 +88,7 @@ async def create(
     async with db.connection() as conn:
         row = (await conn.execute(_INSERT, values)).one()
     await invalidate_lists(cache, principal.id)
-    return row.id, _PUBLIC.dump_json(_PUBLIC.validate_python(row._mapping))
+    return row.id, _encode(row._mapping)
 
 
 async def get_public(
@@ -96,7 +102,7 @@ async def get_public(
             row = (await conn.execute(select(*_COLUMNS).where(Item.id == item_id))).one_or_none()
         if row is None:
             raise _not_found()
-        document = _PUBLIC.dump_json(_PUBLIC.validate_python(row._mapping))
+        document = _encode(row._mapping)
         await cache.set(item_key(item_id), document)
     if not (principal.is_admin or json.loads(document)["owner_id"] == str(principal.id)):
         raise _not_found()
