@@ -13,7 +13,6 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(serving=True)
     host = args.host or settings.host
     port = args.port or settings.port
+    from app.core.serving import DrainingServer, uvicorn_loop
+
     configure_logging(settings.log_level)
     if settings.environment is Environment.development:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -57,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "factory": True,
         "host": host,
         "port": port,
-        "loop": settings.event_loop,
+        "loop": uvicorn_loop(settings.event_loop),
         "http": "auto",  # httptools when installed
         "ws": "none",  # no WebSocket routes: nothing to import for them
         "lifespan": "on",
@@ -79,23 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # any garbage: without collector passes meanwhile, start-up is quicker. The
     # application's start-up turns the collector back on.
     gc.disable()
-    server = _DrainingServer(uvicorn.Config("app.main:create_app", **options))
+    server = DrainingServer(uvicorn.Config("app.main:create_app", **options))
     server.run()
     return 0 if server.started else 1
-
-
-class _DrainingServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises SIGTERM once it has drained, so the process would end
-        # "killed by signal 15". A drained shutdown is a clean one: exit 0.
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                captured = getattr(self, "_captured_signals", None)
-                if isinstance(captured, list):
-                    captured.clear()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

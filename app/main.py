@@ -25,6 +25,7 @@ from app.core.config import Environment, Settings, get_settings
 from app.core.db import Database
 from app.core.middleware import CompressWhenAccepted, RequestContextMiddleware, route_templates
 from app.core.security import PasswordHashing, Tokens
+from app.core.serving import loop_name
 from app.models import Role, User
 from app.services.audit import AuditLog
 
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra={
                 "version": __version__,
                 "database": "postgres" if settings.uses_postgres else "sqlite",
-                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+                "event_loop": loop_name(asyncio.get_running_loop()),
             },
         )
         try:

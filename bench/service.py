@@ -31,7 +31,19 @@ from tests.support.postgres import PostgresServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchmark-signing-key-" + "b" * 32
-UVICORN = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+# The ceiling runs on the event loop that `serve` uses: uvloop with the listener of
+# app/core/serving.py. The comparison rows run it on uvloop's own listener and on
+# asyncio's loop.
+UVICORN = [
+    "--loop",
+    "app.core.serving:new_event_loop",
+    "--http",
+    "httptools",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
+UVICORN_STOCK = ["--loop", "uvloop", *UVICORN[2:]]
 UVICORN_ASYNCIO = ["--loop", "asyncio", *UVICORN[2:]]
 
 
@@ -279,8 +291,23 @@ def main() -> int:
         results.append(under["login"])
         extra["worker_rss_mb_after_run"] = rss_mb(server.pid)
 
-        # For comparison, not targets: the same reads with asyncio's own event loop
-        # instead of uvloop, for the ceiling and for fastship (FASTSHIP_EVENT_LOOP).
+        # For comparison, not targets: the ceiling on uvloop's own listener, which
+        # accepts one connection per turn of the loop; then the same reads on
+        # asyncio's event loop, for the ceiling and for fastship (FASTSHIP_EVENT_LOOP).
+        ceiling.terminate()
+        ceiling.wait(30)
+        ceiling = start_ceiling(ceiling_port, UVICORN_STOCK)
+        procs.append(ceiling)
+        wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
+        results.append(
+            wrk(
+                "uvloop's own listener: ceiling /items",
+                ceil + "/items",
+                threads=2,
+                connections=c,
+                duration=d,
+            )
+        )
         ceiling.terminate()
         ceiling.wait(30)
         server.terminate()
