@@ -3,13 +3,22 @@
 Values are bytes, usually JSON documents already encoded: a hit is served as it is,
 without decoding and encoding it again. A cache that fails (Redis down) behaves as a
 miss and logs a warning: it can slow the service down, never break it.
+
+Reads go through ``get_or_load``: concurrent misses of one key in a process share one
+load (one query) instead of each running it, so an entry that expires, or a cold
+cache, under load costs one query rather than one per waiting request. The loaded
+value is stored with ``add`` (only into an empty slot), and a write's ``set`` or
+``delete`` detaches the loads already under way for its keys: a request that arrives
+after a write never gets a value read before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from app.core.config import Settings
@@ -17,8 +26,14 @@ from app.core.config import Settings
 log = logging.getLogger(__name__)
 
 
+Load = Callable[[], Awaitable[bytes]]
+
+
 class Cache(Protocol):
     async def get(self, key: str) -> bytes | None: ...
+    async def get_or_load(self, key: str, load: Load) -> bytes:
+        """The cached value of ``key``, or else ``load()``'s, which is then stored."""
+
     async def set(self, key: str, value: bytes) -> None: ...
     async def add(self, key: str, value: bytes) -> None:
         """Set ``key`` only when it holds nothing: a read that raced with a write
@@ -28,9 +43,77 @@ class Cache(Protocol):
     async def close(self) -> None: ...
 
 
+class Loads:
+    """The loads under way in this process, by key: the first miss of a key runs its
+    load and later misses of the same key wait for that one's result."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+
+    async def run(self, key: str, load: Load) -> bytes:
+        pending = self._pending.get(key)
+        if pending is not None:
+            try:
+                # Shielded: a waiter that is cancelled must not cancel everyone's load.
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise
+                # The request running the load was cancelled: load for ourselves.
+        future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # the waiters re-raise it; none is needed to
+            raise
+        finally:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+        future.set_result(value)
+        return value
+
+    def detach(self, keys: Iterable[str]) -> None:
+        """Requests from now on start a new load of ``keys`` rather than join one that
+        may have read data older than a write."""
+        for key in keys:
+            self._pending.pop(key, None)
+
+
+class _ReadThrough:
+    """``get_or_load`` over a cache's ``get`` and ``add``."""
+
+    _loads: Loads
+
+    async def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    async def add(self, key: str, value: bytes) -> None:
+        raise NotImplementedError
+
+    async def get_or_load(self, key: str, load: Load) -> bytes:
+        value = await self.get(key)
+        if value is not None:
+            return value
+
+        async def load_and_store() -> bytes:
+            loaded = await load()
+            await self.add(key, loaded)
+            return loaded
+
+        return await self._loads.run(key, load_and_store)
+
+
 class NullCache:
     async def get(self, key: str) -> bytes | None:
         return None
+
+    async def get_or_load(self, key: str, load: Load) -> bytes:
+        return await load()
 
     async def set(self, key: str, value: bytes) -> None:
         return None
@@ -45,13 +128,14 @@ class NullCache:
         return None
 
 
-class MemoryCache:
+class MemoryCache(_ReadThrough):
     """LRU with a time-to-live, for one process."""
 
     def __init__(self, *, ttl: float, max_entries: int) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._loads = Loads()
 
     async def get(self, key: str) -> bytes | None:
         entry = self._data.get(key)
@@ -65,6 +149,10 @@ class MemoryCache:
         return payload
 
     async def set(self, key: str, value: bytes) -> None:
+        self._loads.detach((key,))
+        self._store(key, value)
+
+    def _store(self, key: str, value: bytes) -> None:
         now = time.monotonic()
         self._data[key] = (now + self._ttl, value)
         self._data.move_to_end(key)
@@ -79,9 +167,10 @@ class MemoryCache:
 
     async def add(self, key: str, value: bytes) -> None:
         if await self.get(key) is None:
-            await self.set(key, value)
+            self._store(key, value)
 
     async def delete(self, *keys: str) -> None:
+        self._loads.detach(keys)
         for key in keys:
             self._data.pop(key, None)
 
@@ -89,7 +178,7 @@ class MemoryCache:
         self._data.clear()
 
 
-class RedisCache:
+class RedisCache(_ReadThrough):
     """Shared by every replica, so that a write on one invalidates reads on all."""
 
     def __init__(self, url: str, *, ttl: int, prefix: str = "fastship:") -> None:
@@ -100,6 +189,7 @@ class RedisCache:
         )
         self._ttl = ttl
         self._prefix = prefix
+        self._loads = Loads()
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -111,6 +201,7 @@ class RedisCache:
         return payload.encode() if isinstance(payload, str) else payload
 
     async def set(self, key: str, value: bytes) -> None:
+        self._loads.detach((key,))
         try:
             await self._redis.set(self._prefix + key, value, ex=self._ttl)
         except Exception as exc:
@@ -125,6 +216,7 @@ class RedisCache:
     async def delete(self, *keys: str) -> None:
         if not keys:
             return
+        self._loads.detach(keys)
         try:
             await self._redis.delete(*(self._prefix + key for key in keys))
         except Exception as exc:

@@ -39,13 +39,20 @@ _INSERT = insert(Item).returning(*_COLUMNS)
 
 
 def _encode(row: Any) -> bytes:
-    """A row of ``_COLUMNS`` as the encoded JSON of ItemPublic, as responses and the
-    cache carry it."""
+    """A row of ``_COLUMNS``, or an Item, as the encoded JSON of ItemPublic, as
+    responses and the cache carry it."""
     return _PUBLIC.dump_json(_PUBLIC.validate_python(row))
 
 
 def item_key(item_id: uuid.UUID) -> str:
     return f"item:{item_id}"
+
+
+# What the cache holds for an item that does not exist (deleted, or never was): ids
+# are never reused, so a read may keep answering 404 from it until it expires. A
+# delete stores it, rather than dropping the entry, so that a read that fetched the
+# row just before the delete cannot put it back.
+_GONE = b"gone"
 
 
 # Pages of item lists are cached under a "generation" of the set of items they read
@@ -57,10 +64,13 @@ def _generation_key(scope: str) -> str:
 
 
 async def _generation(cache: Cache, scope: str) -> str:
-    generation = await cache.get(_generation_key(scope))
+    key = _generation_key(scope)
+    generation = await cache.get(key)
     if generation is None:
-        generation = uuid.uuid4().hex.encode()
-        await cache.set(_generation_key(scope), generation)
+        # Requests that find no generation at the same time (on any replica, with
+        # Redis) agree on one: the first stored wins, so their pages are shared.
+        await cache.add(key, uuid.uuid4().hex.encode())
+        generation = await cache.get(key) or uuid.uuid4().hex.encode()
     return generation.decode()
 
 
@@ -96,15 +106,16 @@ async def get_public(
 ) -> bytes:
     """The read path behind GET /items/{id}: the item as its encoded JSON document
     (ItemPublic), from the cache when it can be (a hit needs no database session)."""
-    document = await cache.get(item_key(item_id))
-    if document is None:
+
+    async def load() -> bytes:
         async with db.connection() as conn:
             row = (await conn.execute(select(*_COLUMNS).where(Item.id == item_id))).one_or_none()
-        if row is None:
-            raise _not_found()
-        document = _encode(row._mapping)
-        await cache.set(item_key(item_id), document)
-    if not (principal.is_admin or json.loads(document)["owner_id"] == str(principal.id)):
+        return _GONE if row is None else _encode(row._mapping)
+
+    document = await cache.get_or_load(item_key(item_id), load)
+    if document == _GONE or not (
+        principal.is_admin or json.loads(document)["owner_id"] == str(principal.id)
+    ):
         raise _not_found()
     return document
 
@@ -155,15 +166,15 @@ async def list_page(*, db: Database, cache: Cache, principal: Principal, query: 
     scope = str(principal.id) if not principal.is_admin else str(query.owner_id or "all")
     params = json.dumps([query.limit, query.offset, query.q, query.sort.value])
     key = f"items:page:{scope}:{await _generation(cache, scope)}:{params}"
-    page = await cache.get(key)
-    if page is None:
+
+    async def load() -> bytes:
         async with db.connection() as conn:
             rows, total = await list_items(conn, principal=principal, query=query)
-        page = _LIST_PAGE.dump_json(
+        return _LIST_PAGE.dump_json(
             Page[ItemPublic](items=rows, total=total, limit=query.limit, offset=query.offset)
         )
-        await cache.set(key, page)
-    return page
+
+    return await cache.get_or_load(key, load)
 
 
 async def list_items(
@@ -207,7 +218,9 @@ async def update(
     for field, value in data.items():
         setattr(item, field, value)
     await session.commit()
-    await cache.delete(item_key(item_id))
+    # The new state, not just a dropped entry: a read that fetched the row before this
+    # write can then not store the old one (it only fills an empty slot).
+    await cache.set(item_key(item_id), _encode(item))
     await invalidate_lists(cache, item.owner_id)
     return item, data
 
@@ -219,5 +232,5 @@ async def delete(
     owner_id = item.owner_id
     await session.delete(item)
     await session.commit()
-    await cache.delete(item_key(item_id))
+    await cache.set(item_key(item_id), _GONE)
     await invalidate_lists(cache, owner_id)

@@ -42,26 +42,25 @@ def principal_key(user_id: uuid.UUID) -> str:
 
 
 async def load_principal(*, db: Database, cache: Cache, user_id: uuid.UUID) -> Principal | None:
-    payload = await cache.get(principal_key(user_id))
-    if payload is not None:
-        cached = json.loads(payload)
-        if cached.get("deleted"):
-            return None
-        return Principal(
-            uuid.UUID(cached["id"]), Role(cached["role"]), cached["active"], cached["ver"]
-        )
-    async with db.connection() as conn:
-        row = (await conn.execute(_PRINCIPAL.where(User.id == user_id))).one_or_none()
-    if row is None:
+    async def load() -> bytes:
+        async with db.connection() as conn:
+            row = (await conn.execute(_PRINCIPAL.where(User.id == user_id))).one_or_none()
+        if row is None:
+            return _DELETED
+        principal = Principal(row.id, Role(row.role), row.is_active, row.token_version)
+        return _principal_document(principal)
+
+    # A load only fills an empty slot: if a write stored the account meanwhile, a read
+    # that may have seen the row before that write does not replace it.
+    cached = json.loads(await cache.get_or_load(principal_key(user_id), load))
+    if cached.get("deleted"):
         return None
-    principal = Principal(row.id, Role(row.role), row.is_active, row.token_version)
-    # Only into an empty slot: if a write stored the account meanwhile, this read (which
-    # may have seen the row before that write) must not replace it.
-    await cache.add(principal_key(user_id), _principal_document(principal))
-    return principal
+    return Principal(uuid.UUID(cached["id"]), Role(cached["role"]), cached["active"], cached["ver"])
 
 
 _PRINCIPAL = select(User.id, User.role, User.is_active, User.token_version)
+# What the cache holds for an account that does not exist (deleted, or never was).
+_DELETED = b'{"deleted": true}'
 
 
 def _principal_document(principal: Principal) -> bytes:
@@ -223,7 +222,7 @@ async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Pri
         raise AppError(409, "This is the last active admin", code="last_admin")
     await session.delete(user)
     await session.commit()
-    await cache.set(principal_key(user.id), b'{"deleted": true}')
+    await cache.set(principal_key(user.id), _DELETED)
     from app.services.items import invalidate_lists  # items builds on users
 
     await invalidate_lists(cache, user.id)
