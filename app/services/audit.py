@@ -1,4 +1,4 @@
-"""The audit log of item changes, written by background tasks after the response."""
+"""The audit log of item changes, written in the background after the response."""
 
 from __future__ import annotations
 
@@ -23,19 +23,32 @@ _INSERT = insert(AuditEvent)
 # Under sustained load every await of the writer waits a full turn of the event loop,
 # so it stores few batches per second: big batches let it keep up with the requests.
 _MAX_BATCH = 1000
+# Rows held beyond this (queued or being written: the database is slow or down) make
+# ``record`` wait for its row to be handled: memory stays bounded, and the requests
+# feel the back-pressure.
+_HIGH_WATER = 5000
 
 
 class AuditLog:
-    """Stores audit rows, batched like a group commit.
+    """Stores audit rows in the background, batched like a group commit.
 
-    ``record`` returns once its row is stored, and raises if it could not be. Rows
-    recorded while an INSERT is on its way are stored together by the next one: under
-    load, one connection and one round trip carry many rows instead of one each."""
+    ``record`` queues its row and returns. One writer task stores what is queued, up to
+    ``max_batch`` rows in one INSERT, then what was queued meanwhile: under load one
+    connection and one round trip carry many rows instead of one each, and a request
+    ends as soon as its response is sent rather than staying in memory until its row
+    is stored. A batch that fails is logged, one line per row with the request id that
+    recorded it, and counted in ``fastship_background_task_failures_total{task="audit"}``;
+    it is not retried. ``close`` waits for every queued row."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, max_batch: int = _MAX_BATCH, high_water: int = _HIGH_WATER
+    ) -> None:
         self._db = db
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._max_batch = max_batch
+        self._high_water = high_water
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None] | None]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._writing = 0  # rows in the INSERT under way
 
     async def record(
         self,
@@ -55,32 +68,50 @@ class AuditLog:
             "request_id": request_id_var.get(),
             "data": data or {},
         }
-        stored = asyncio.get_running_loop().create_future()
-        self._pending.append((row, stored))
+        handled = None
+        if len(self._pending) + self._writing >= self._high_water:
+            handled = asyncio.get_running_loop().create_future()
+        self._pending.append((row, handled))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
-        await stored
+        if handled is not None:
+            await handled
 
     async def _write_pending(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            batch = self._pending[: self._max_batch]
+            self._pending = self._pending[self._max_batch :]
+            self._writing = len(batch)
             try:
                 # One INSERT in autocommit for the whole batch (insertmanyvalues).
                 async with self._db.connection() as conn:
                     await conn.execute(_INSERT, [row for row, _ in batch])
             except Exception as exc:
-                for _, stored in batch:
-                    if not stored.done():
-                        stored.set_exception(exc)
-            else:
-                for _, stored in batch:
-                    if not stored.done():
-                        stored.set_result(None)
+                _log_failure(exc, [row for row, _ in batch])
+            self._writing = 0
+            for _, handled in batch:
+                if handled is not None and not handled.done():
+                    handled.set_result(None)
 
     async def close(self) -> None:
         """Wait for rows already recorded to be written."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+
+
+def _log_failure(exc: Exception, rows: list[dict[str, Any]]) -> None:
+    metrics.BACKGROUND_FAILURES.labels("audit").inc(len(rows))
+    for row in rows:
+        # Each line carries the request that recorded the row, as if logged there.
+        token = request_id_var.set(row["request_id"])
+        try:
+            log.error(
+                "background task failed",
+                exc_info=exc,
+                extra={"task": "audit", "action": row["action"], "entity_id": row["entity_id"]},
+            )
+        finally:
+            request_id_var.reset(token)
 
 
 def guarded(name: str, task: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy import event, text
 
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.logging import request_id_var
 from app.services.audit import AuditLog
+from tests.app.conftest import LogLines
 
 
 async def _record_concurrently(log: AuditLog, count: int) -> list[BaseException | None]:
@@ -57,7 +58,9 @@ def test_concurrent_records_are_stored_in_few_inserts(pg_database: str) -> None:
     assert 1 <= inserts <= 10
 
 
-def test_a_failed_batch_fails_every_record_in_it(pg_database: str) -> None:
+def test_a_failed_batch_is_logged_for_every_row_with_its_request(
+    pg_database: str, logs: LogLines
+) -> None:
     async def scenario() -> list[BaseException | None]:
         db = Database(Settings(database_url=pg_database))
         async with db.connection() as conn:
@@ -69,27 +72,76 @@ def test_a_failed_batch_fails_every_record_in_it(pg_database: str) -> None:
             await log.close()
             await db.dispose()
 
+    before = _failures()
     outcomes = asyncio.run(scenario())
-    assert len(outcomes) == 20
-    for outcome in outcomes:
-        assert isinstance(outcome, Exception)
-        assert "audit_events" in str(outcome)
+    assert outcomes == [None] * 20  # the requests that recorded them are not failed
+    failures = logs.matching(msg="background task failed", task="audit")
+    assert sorted(f["request_id"] for f in failures) == sorted(f"req-{i}" for i in range(20))
+    assert all("audit_events" in f["error"]["message"] for f in failures)
+    assert _failures() - before == 20
 
 
-@pytest.mark.parametrize("count", [1, 3])
-def test_a_lone_record_is_written_at_once(pg_database: str, count: int) -> None:
+def _failures() -> float:
+    value = REGISTRY.get_sample_value("fastship_background_task_failures_total", {"task": "audit"})
+    return value or 0.0
+
+
+def _locked_audit_table(pg_database: str) -> sa.Connection:
+    """A connection holding the audit table, so that INSERTs wait until it rolls back."""
+    conn = sa.create_engine(pg_database).connect()
+    conn.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))
+    return conn
+
+
+def test_record_returns_before_the_row_is_stored_and_close_waits_for_it(
+    pg_database: str,
+) -> None:
     async def scenario() -> int:
         db = Database(Settings(database_url=pg_database))
         log = AuditLog(db)
+        blocker = _locked_audit_table(pg_database)
         try:
-            for _ in range(count):
-                await log.record(
-                    actor_id=uuid.uuid4(), action="delete", entity="item", entity_id="x"
+            # The INSERT cannot run, yet each record returns: it only queues its row.
+            for i in range(3):
+                await asyncio.wait_for(
+                    log.record(actor_id=None, action="create", entity="item", entity_id=str(i)),
+                    timeout=10,
                 )
+            blocker.rollback()
+            await log.close()
             async with db.connection() as conn:
                 return int(await conn.scalar(text("SELECT count(*) FROM audit_events")) or 0)
         finally:
+            blocker.close()
             await db.dispose()
 
-    # Each record returned only once its row was stored: no close() needed first.
-    assert asyncio.run(scenario()) == count
+    assert asyncio.run(scenario()) == 3
+
+
+def test_past_the_high_water_mark_record_waits_for_its_row(pg_database: str) -> None:
+    async def scenario() -> tuple[int, bool, int]:
+        db = Database(Settings(database_url=pg_database))
+        log = AuditLog(db, high_water=5)
+        blocker = _locked_audit_table(pg_database)
+        try:
+            quick = 0
+            for i in range(5):
+                await log.record(actor_id=None, action="create", entity="item", entity_id=str(i))
+                quick += 1
+            # The sixth finds 5 rows queued behind a blocked INSERT: it waits.
+            sixth = asyncio.create_task(
+                log.record(actor_id=None, action="create", entity="item", entity_id="5")
+            )
+            await asyncio.sleep(0.5)
+            waited = not sixth.done()
+            blocker.rollback()
+            await asyncio.wait_for(sixth, timeout=30)
+            await log.close()
+            async with db.connection() as conn:
+                stored = int(await conn.scalar(text("SELECT count(*) FROM audit_events")) or 0)
+            return quick, waited, stored
+        finally:
+            blocker.close()
+            await db.dispose()
+
+    assert asyncio.run(scenario()) == (5, True, 6)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -113,9 +114,16 @@ def test_item_changes_are_audited_in_the_background(api: Api) -> None:
     item = api.item(headers)
     api.client.patch(f"/api/v1/items/{item['id']}", json={"name": "new"}, headers=headers)
     api.client.delete(f"/api/v1/items/{item['id']}", headers=headers)
-    rows = api.sql(
-        "SELECT action, request_id FROM audit_events WHERE entity_id = :i ORDER BY id", i=item["id"]
-    )
+    # The rows are stored by the audit writer, after the responses: wait for them.
+    deadline = time.monotonic() + 30
+    while True:
+        rows = api.sql(
+            "SELECT action, request_id FROM audit_events WHERE entity_id = :i ORDER BY id",
+            i=item["id"],
+        )
+        if len(rows) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert [r[0] for r in rows] == ["create", "update", "delete"]
     assert all(r[1] for r in rows)
 
@@ -129,7 +137,10 @@ def test_a_failing_background_task_never_fails_the_request(api: Api, logs: LogLi
         headers={**headers, "X-Request-ID": "bg-failure-1"},
     )
     assert response.status_code == 201
-    failures = logs.matching(msg="background task failed", task="audit")
+    deadline = time.monotonic() + 30
+    while not (failures := logs.matching(msg="background task failed", task="audit")):
+        assert time.monotonic() < deadline, "the audit failure was never logged"
+        time.sleep(0.05)
     assert len(failures) == 1
     assert failures[0]["request_id"] == "bg-failure-1"
     assert "audit_events" in failures[0]["error"]["message"]
