@@ -83,9 +83,9 @@ class Settings(BaseSettings):
     )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto",
-        description="Event loop of `serve`; auto is uvloop when installed. When the "
-        "process is saturated, asyncio's loop serves requests more evenly: a lower p99 "
-        "for about the same throughput (bench/README.md compares them).",
+        description="Event loop of `serve`; auto is uvloop when installed, with a "
+        "listener that accepts every waiting connection at once. asyncio's loop is "
+        "slower, with a similar p99 (bench/README.md compares them).",
     )
     shutdown_timeout_seconds: float = Field(
         25.0,
