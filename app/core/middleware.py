@@ -61,7 +61,7 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         access_log: bool = True,
-        route_templates: Mapping[int, str] | None = None,
+        route_templates: Mapping[int | str, str] | None = None,
     ) -> None:
         self.app = app
         self.route_templates = route_templates or {}
@@ -189,18 +189,25 @@ def _accepts_gzip(scope: Scope) -> bool:
     )
 
 
-def route_templates(routes: Any) -> dict[int, str]:
+def route_templates(routes: Any) -> dict[int | str, str]:
     """Full path templates ("/api/v1/items/{item_id}") by route object, for metric
-    labels: routes inside included routers only know their own part of the path."""
+    labels: routes inside included routers only know their own part of the path.
+
+    Paths without parameters are also listed by themselves: Starlette's plain routes
+    (the docs pages, the OpenAPI document) do not record themselves in the scope."""
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # FastAPI versions that flatten included routes
-        return {}
-    return {
-        id(ctx.original_route): ctx.path_format
-        for ctx in iter_route_contexts(routes)
-        if isinstance(ctx.path_format, str)
-    }
+        contexts = [(route, getattr(route, "path_format", None)) for route in routes]
+    else:
+        contexts = [(ctx.original_route, ctx.path_format) for ctx in iter_route_contexts(routes)]
+    templates: dict[int | str, str] = {}
+    for route, path_format in contexts:
+        if isinstance(path_format, str):
+            templates[id(route)] = path_format
+            if "{" not in path_format:
+                templates[path_format] = path_format
+    return templates
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -222,9 +229,13 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _route_template(scope: Scope, templates: Mapping[int, str]) -> str:
+def _route_template(scope: Scope, templates: Mapping[int | str, str]) -> str:
     route = scope.get("route")
-    template = templates.get(id(route)) or getattr(route, "path", None)
+    if route is None:
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        template = templates.get(path)
+    else:
+        template = templates.get(id(route)) or getattr(route, "path", None)
     # Unmatched paths share one label, so that scanners cannot blow up cardinality.
     return template if isinstance(template, str) else "<unmatched>"
 

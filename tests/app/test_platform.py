@@ -170,12 +170,18 @@ def test_metrics(api: Api) -> None:
     item = api.item(headers)
     api.client.get(f"/api/v1/items/{item['id']}", headers=headers)
     api.client.get("/no/such/path")
+    api.client.get("/docs")
+    api.client.get("/openapi.json")
     text = api.client.get("/metrics").text
     assert (
         'fastship_http_requests_total{method="GET",route="/api/v1/items/{item_id}",status="200"}'
         in text
     )
-    assert 'route="<unmatched>"' in text
+    assert 'fastship_http_requests_total{method="GET",route="/no/such/path"' not in text
+    assert 'route="<unmatched>",status="404"' in text
+    # The docs pages are Starlette's plain routes: labelled by their path all the same.
+    assert 'route="/docs",status="200"' in text
+    assert 'route="/openapi.json",status="200"' in text
     assert "fastship_http_request_duration_seconds_bucket" in text
     assert "fastship_db_pool_connections_in_use" in text
 
