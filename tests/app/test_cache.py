@@ -170,8 +170,23 @@ async def _settle() -> None:
 def test_concurrent_misses_of_one_key_run_one_load(redis_url: str) -> None:
     async def scenario(cache: Cache) -> None:
         load = CountedLoad()
+        looked_up = 0
+        all_looked_up = asyncio.Event()
+        get = cache.get
+
+        async def counted_get(key: str) -> bytes | None:
+            nonlocal looked_up
+            value = await get(key)
+            looked_up += 1
+            if looked_up == 20:
+                all_looked_up.set()
+            return value
+
+        # Every reader must have missed before the load ends: one that looks the key
+        # up in Redis while the load is being stored would (rightly) load again.
+        cache.get = counted_get  # type: ignore[method-assign]
         readers = [asyncio.create_task(cache.get_or_load("k1", load)) for _ in range(20)]
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(all_looked_up.wait(), 30)
         load.release.set()
         assert await asyncio.gather(*readers) == [b"loaded"] * 20
         assert load.calls == 1
