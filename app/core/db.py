@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
+from app.core.pool import FairQueuePool
 
 # One naming convention for every constraint, so that migrations are reproducible
 # and constraint names never depend on the database's own defaults.
@@ -105,6 +106,7 @@ class Database:
         pool_args: dict[str, Any] = {}
         if self.is_postgres:
             pool_args = {
+                "poolclass": FairQueuePool,
                 "pool_size": settings.db_pool_size,
                 "max_overflow": settings.db_max_overflow,
                 "pool_timeout": settings.db_pool_timeout_seconds,
