@@ -199,3 +199,23 @@ def test_docs_can_be_turned_off(api_factory: Any) -> None:
     api = api_factory(docs_enabled=False)
     assert api.client.get("/docs").status_code == 404
     assert api.client.get("/openapi.json").status_code == 404
+
+
+def test_uvicorn_lines_are_logged_without_terminal_colours() -> None:
+    import json
+    import logging
+
+    from app.core.logging import JsonFormatter
+
+    record = logging.makeLogRecord(
+        {
+            "name": "uvicorn.error",
+            "levelname": "INFO",
+            "msg": "Started server process [%d]",
+            "args": (42,),
+            "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+        }
+    )
+    line = JsonFormatter().format(record)
+    assert "\\u001b" not in line
+    assert json.loads(line)["msg"] == "Started server process [42]"
