@@ -20,6 +20,7 @@ from app.core.db import Database
 from app.core.errors import AppError
 from app.models import Item, utcnow
 from app.schemas import ItemCreate, ItemPublic, ItemSort, ItemUpdate, Page
+from app.services.item_cache import GONE, generation, invalidate_lists, item_key
 from app.services.users import Principal
 
 _SORT_COLUMNS: dict[str, Any] = {
@@ -42,40 +43,6 @@ def _encode(row: Any) -> bytes:
     """A row of ``_COLUMNS``, or an Item, as the encoded JSON of ItemPublic, as
     responses and the cache carry it."""
     return _PUBLIC.dump_json(_PUBLIC.validate_python(row))
-
-
-def item_key(item_id: uuid.UUID) -> str:
-    return f"item:{item_id}"
-
-
-# What the cache holds for an item that does not exist (deleted, or never was): ids
-# are never reused, so a read may keep answering 404 from it until it expires. A
-# delete stores it, rather than dropping the entry, so that a read that fetched the
-# row just before the delete cannot put it back.
-_GONE = b"gone"
-
-
-# Pages of item lists are cached under a "generation" of the set of items they read
-# from (one owner's, or everyone's for admins). A write replaces the generation, which
-# leaves every page cached under the old one unreachable: a page is never served
-# after a write to the items it lists.
-def _generation_key(scope: str) -> str:
-    return f"items:generation:{scope}"
-
-
-async def _generation(cache: Cache, scope: str) -> str:
-    key = _generation_key(scope)
-    generation = await cache.get(key)
-    if generation is None:
-        # Requests that find no generation at the same time (on any replica, with
-        # Redis) agree on one: the first stored wins, so their pages are shared.
-        await cache.add(key, uuid.uuid4().hex.encode())
-        generation = await cache.get(key) or uuid.uuid4().hex.encode()
-    return generation.decode()
-
-
-async def invalidate_lists(cache: Cache, owner_id: uuid.UUID) -> None:
-    await cache.delete(_generation_key(str(owner_id)), _generation_key("all"))
 
 
 def _not_found() -> AppError:
@@ -110,10 +77,10 @@ async def get_public(
     async def load() -> bytes:
         async with db.connection() as conn:
             row = (await conn.execute(select(*_COLUMNS).where(Item.id == item_id))).one_or_none()
-        return _GONE if row is None else _encode(row._mapping)
+        return GONE if row is None else _encode(row._mapping)
 
     document = await cache.get_or_load(item_key(item_id), load)
-    if document == _GONE or not (
+    if document == GONE or not (
         principal.is_admin or json.loads(document)["owner_id"] == str(principal.id)
     ):
         raise _not_found()
@@ -165,7 +132,7 @@ async def list_page(*, db: Database, cache: Cache, principal: Principal, query: 
         raise AppError(403, "Only admins can filter by owner", code="forbidden")
     scope = str(principal.id) if not principal.is_admin else str(query.owner_id or "all")
     params = json.dumps([query.limit, query.offset, query.q, query.sort.value])
-    key = f"items:page:{scope}:{await _generation(cache, scope)}:{params}"
+    key = f"items:page:{scope}:{await generation(cache, scope)}:{params}"
 
     async def load() -> bytes:
         async with db.connection() as conn:
@@ -232,5 +199,5 @@ async def delete(
     owner_id = item.owner_id
     await session.delete(item)
     await session.commit()
-    await cache.set(item_key(item_id), _GONE)
+    await cache.set(item_key(item_id), GONE)
     await invalidate_lists(cache, owner_id)

@@ -15,8 +15,9 @@ from app.core.cache import Cache
 from app.core.db import Database
 from app.core.errors import AppError
 from app.core.security import PasswordHashing
-from app.models import Role, User
+from app.models import Item, Role, User
 from app.schemas import UserUpdate
+from app.services.item_cache import GONE, invalidate_lists, item_key
 
 
 @dataclass(frozen=True)
@@ -220,9 +221,12 @@ async def delete(*, session: AsyncSession, cache: Cache, user: User, acting: Pri
         raise AppError(409, "You cannot delete your own account", code="self_delete")
     if user.role == Role.admin.value and user.is_active and await _active_admins(session) <= 1:
         raise AppError(409, "This is the last active admin", code="last_admin")
+    # The database deletes the account's items with it (ON DELETE CASCADE); their
+    # cached entries must answer 404 from now on too, not until they expire.
+    item_ids = (await session.scalars(select(Item.id).where(Item.owner_id == user.id))).all()
     await session.delete(user)
     await session.commit()
     await cache.set(principal_key(user.id), _DELETED)
-    from app.services.items import invalidate_lists  # items builds on users
-
+    for item_id in item_ids:
+        await cache.set(item_key(item_id), GONE)
     await invalidate_lists(cache, user.id)

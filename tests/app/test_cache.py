@@ -304,3 +304,15 @@ def test_a_cold_list_page_under_concurrent_requests_is_read_once(api: Api) -> No
     assert len(statements) == 1
     assert len(bodies) == 1
     assert [i["name"] for i in json.loads(bodies.pop())["items"]] == ["item 2", "item 1", "item 0"]
+
+
+def test_items_of_a_deleted_account_are_gone_from_the_cache_at_once(api: Api) -> None:
+    owner, headers = api.user()
+    _, admin = api.user(admin=True)
+    item = api.item(headers)
+    url = f"/api/v1/items/{item['id']}"
+    assert api.client.get(url, headers=admin).status_code == 200  # now cached
+    assert api.client.delete(f"/api/v1/users/{owner['id']}", headers=admin).status_code == 204
+    assert api.sql("SELECT count(*) FROM items WHERE id = :i", i=item["id"])[0][0] == 0
+    assert api.client.get(url, headers=admin).status_code == 404
+    assert api.client.get("/api/v1/items", headers=admin).json()["total"] == 0
