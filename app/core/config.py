@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto",
         description="Event loop of `serve`; auto is uvloop when installed, with a "
-        "listener that accepts every waiting connection at once. asyncio's loop is "
-        "slower, with a similar p99 (bench/README.md compares them).",
+        "listener that accepts every waiting connection at once. asyncio's loop "
+        "gives about the same throughput and p99 (bench/README.md compares them).",
     )
     shutdown_timeout_seconds: float = Field(
         25.0,
