@@ -99,17 +99,19 @@ class AuditLog:
             await asyncio.gather(self._writer, return_exceptions=True)
 
 
+def _report_failure(task: str, exc: BaseException, **extra: Any) -> None:
+    """One failed piece of background work: a log line (with the current request id)
+    and one count in the failures metric."""
+    metrics.BACKGROUND_FAILURES.labels(task).inc()
+    log.error("background task failed", exc_info=exc, extra={"task": task, **extra})
+
+
 def _log_failure(exc: Exception, rows: list[dict[str, Any]]) -> None:
-    metrics.BACKGROUND_FAILURES.labels("audit").inc(len(rows))
     for row in rows:
         # Each line carries the request that recorded the row, as if logged there.
         token = request_id_var.set(row["request_id"])
         try:
-            log.error(
-                "background task failed",
-                exc_info=exc,
-                extra={"task": "audit", "action": row["action"], "entity_id": row["entity_id"]},
-            )
+            _report_failure("audit", exc, action=row["action"], entity_id=row["entity_id"])
         finally:
             request_id_var.reset(token)
 
@@ -121,8 +123,7 @@ def guarded(name: str, task: Callable[P, Awaitable[None]]) -> Callable[P, Awaita
     async def run(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             await task(*args, **kwargs)
-        except Exception:
-            metrics.BACKGROUND_FAILURES.labels(name).inc()
-            log.exception("background task failed", extra={"task": name})
+        except Exception as exc:
+            _report_failure(name, exc)
 
     return run

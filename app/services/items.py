@@ -174,7 +174,9 @@ async def update(
     principal: Principal,
     item_id: uuid.UUID,
     changes: ItemUpdate,
-) -> tuple[Item, dict[str, Any]]:
+) -> bytes:
+    """Apply ``changes`` to one of ``principal``'s items (any item, for an admin);
+    returns the item's new encoded JSON document, which the cache now holds too."""
     item = await get(session=session, principal=principal, item_id=item_id)
     data = changes.model_dump(exclude_unset=True)
     for field in ("name", "price"):
@@ -187,9 +189,10 @@ async def update(
     await session.commit()
     # The new state, not just a dropped entry: a read that fetched the row before this
     # write can then not store the old one (it only fills an empty slot).
-    await cache.set(item_key(item_id), _encode(item))
+    document = _encode(item)
+    await cache.set(item_key(item_id), document)
     await invalidate_lists(cache, item.owner_id)
-    return item, data
+    return document
 
 
 async def delete(

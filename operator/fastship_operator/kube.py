@@ -84,7 +84,7 @@ def load_credentials(settings: kopf.OperatorSettings | None = None) -> kopf.Conn
             # it too); kopf's default, kubernetes.default.svc, would need the cluster's DNS.
             host = f"[{host}]" if ":" in host else host
             return dataclasses.replace(info, server=f"https://{host}:{port}")
-    source = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    source = _kubeconfig()
     try:
         info = kopf.login_with_kubeconfig(settings=settings)
         if info is not None:
@@ -106,10 +106,16 @@ def load_credentials(settings: kopf.OperatorSettings | None = None) -> kopf.Conn
     return info
 
 
+def _kubeconfig() -> str:
+    """Where the kubeconfig is read from now: ``KUBECONFIG`` (a list of files), else the
+    default file."""
+    return os.environ.get("KUBECONFIG") or "~/.kube/config"
+
+
 def _kubeconfig_files() -> list[Path]:
     """The kubeconfig files in the order kopf reads them: the first entry of a name wins."""
-    value = os.environ.get("KUBECONFIG") or "~/.kube/config"
-    return [Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip()]
+    parts = _kubeconfig().split(os.pathsep)
+    return [Path(part.strip()).expanduser() for part in parts if part.strip()]
 
 
 def _absolute_paths(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:

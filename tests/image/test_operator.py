@@ -16,7 +16,7 @@ import pytest
 from tests.image.conftest import Image
 from tests.image.engine import Engine, free_port, http_get, running
 from tests.image.test_runtime import READ_ONLY
-from tests.operator.conftest import condition, get, wait_for
+from tests.operator.conftest import get, wait_applied
 from tests.operator.harness import OPERATOR_SA, bind_operator_role, install_crds
 from tests.operator.test_appconfig_cluster import appconfig, restricted_deployment
 from tests.support.kube import Kube
@@ -70,14 +70,8 @@ def test_operator_logs_in_with_its_service_account(
         options=[*READ_ONLY, "-v", f"{tmp_path / 'serviceaccount'}:{SERVICE_ACCOUNT_DIR}:ro"],
     ) as container:  # fmt: skip
         try:
-            applied = wait_for(
-                kube,
-                "appconfig",
-                "app",
-                ns,
-                lambda obj: condition(obj, "Applied").get("status") == "True",
-                "the operator in the image to apply the AppConfig",
-                timeout=90,
+            applied = wait_applied(
+                kube, ns, "the operator in the image to apply the AppConfig", timeout=90
             )
             configmap = get(kube, "configmap", "app-config", ns)
             assert configmap is not None

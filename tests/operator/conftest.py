@@ -138,3 +138,18 @@ def wait_for(
         return obj if obj is not None and check(obj) else None
 
     return dict(wait_until(probe, timeout=timeout, interval=0.25, what=what))
+
+
+def wait_applied(
+    kube: Kube, namespace: str, what: str, *, name: str = "app", timeout: float = 60
+) -> dict[str, Any]:
+    """Poll an AppConfig until its Applied condition is True; returns it."""
+    return wait_for(
+        kube,
+        "appconfig",
+        name,
+        namespace,
+        lambda obj: condition(obj, "Applied").get("status") == "True",
+        what,
+        timeout,
+    )

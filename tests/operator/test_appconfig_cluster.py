@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tests.cluster.manifests import deployment
-from tests.operator.conftest import Operator, condition, events, get, items, wait_for
+from tests.operator.conftest import Operator, condition, events, get, items, wait_applied, wait_for
 from tests.support.kube import Kube, wait_until
 
 HASH = "fastship.dev/config-hash"
@@ -58,14 +58,7 @@ def test_valid_config_is_applied_once(kube: Kube, operator: Operator) -> None:
     before = replicasets(kube, ns)
 
     kube.apply(appconfig({"log_level": "DEBUG", "FASTSHIP_DOCS_ENABLED": "false"}), namespace=ns)
-    applied = wait_for(
-        kube,
-        "appconfig",
-        "app",
-        ns,
-        lambda a: condition(a, "Applied").get("status") == "True",
-        "AppConfig Applied",
-    )
+    applied = wait_applied(kube, ns, "AppConfig Applied")
     status = applied["status"]
     assert condition(applied, "Valid")["status"] == "True"
     assert status["configMapName"] == "app-config"
@@ -199,14 +192,7 @@ def test_invalid_config_changes_nothing(kube: Kube, operator: Operator) -> None:
 
     # Fixing it applies it.
     kube.apply(appconfig({"log_level": "ERROR"}), namespace=ns)
-    wait_for(
-        kube,
-        "appconfig",
-        "app",
-        ns,
-        lambda a: condition(a, "Applied").get("status") == "True",
-        "the fixed AppConfig Applied",
-    )
+    wait_applied(kube, ns, "the fixed AppConfig Applied")
     assert template_hash(get(kube, "deployment", "app", ns))
 
 
@@ -244,14 +230,7 @@ def test_missing_deployment_is_applied_when_it_appears(kube: Kube, operator: Ope
     )
     assert condition(waiting, "Valid")["status"] == "True"
     kube.apply(restricted_deployment(), namespace=ns)
-    applied = wait_for(
-        kube,
-        "appconfig",
-        "app",
-        ns,
-        lambda a: condition(a, "Applied").get("status") == "True",
-        "Applied once the Deployment exists",
-    )
+    applied = wait_applied(kube, ns, "Applied once the Deployment exists")
     assert template_hash(get(kube, "deployment", "app", ns)) == applied["status"]["configHash"]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.manifests import KWOK_FAIL_LABEL
-from tests.operator.conftest import Operator, condition, get, items, wait_for
+from tests.operator.conftest import Operator, condition, get, items, wait_applied, wait_for
 from tests.operator.harness import token_kubeconfig
 from tests.support.kube import REPO_ROOT, Kube, wait_until
 
@@ -132,14 +132,7 @@ def test_helm_upgrade_gates_rollout_on_migration(
         assert container["image"] == f"{REPOSITORY}:1.0.0"
         assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "uri"}
         rollout_complete(kube, ns)
-        wait_for(
-            kube,
-            "appconfig",
-            FULLNAME,
-            ns,
-            lambda a: condition(a, "Applied").get("status") == "True",
-            "the chart's AppConfig Applied",
-        )
+        wait_applied(kube, ns, "the chart's AppConfig Applied", name=FULLNAME)
 
         # helm upgrade to a new image: a new Job migrates, then the rollout completes.
         helm_upgrade(kube, ns, "1.1.0")

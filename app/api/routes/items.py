@@ -90,8 +90,8 @@ async def update_item(
     services: ServicesDep,
     session: SessionDep,
     background: BackgroundTasks,
-) -> ItemPublic:
-    item, _changed = await items.update(
+) -> Response:
+    document = await items.update(
         session=session, cache=services.cache, principal=principal, item_id=item_id, changes=body
     )
     _audit(
@@ -99,10 +99,11 @@ async def update_item(
         services,
         principal,
         "update",
-        item.id,
+        item_id,
         body.model_dump(mode="json", exclude_unset=True),
     )
-    return ItemPublic.model_validate(item)
+    # The document the cache now holds: encoded once, for both.
+    return Response(document, media_type="application/json")
 
 
 @router.delete("/{item_id}", status_code=204, responses=errors.responses(401, 404, 422))
