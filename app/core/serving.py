@@ -137,21 +137,15 @@ class AcceptingServer(asyncio.AbstractServer):
 
 
 def listen(host: str | None, port: int, backlog: int) -> list[socket.socket]:
-    """Bound, listening, non-blocking sockets for every address of ``host``."""
+    """Bound, listening, non-blocking sockets for every address of ``host``: one per
+    address, as asyncio binds them (IPv6 sockets take IPv6 only, so "::" and "0.0.0.0"
+    can both be bound)."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                # One socket per family, as asyncio does, so "::" and "0.0.0.0" can
-                # both be bound.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(backlog)
-            sock.setblocking(False)
+        for family, _, _, _, address in dict.fromkeys(infos):
+            sockets.append(socket.create_server(address, family=family, backlog=backlog))
+            sockets[-1].setblocking(False)
     except OSError:
         for sock in sockets:
             sock.close()
