@@ -23,3 +23,21 @@ cluster-down:
 ## cluster-kubeconfig: print the kubeconfig path of the local cluster
 cluster-kubeconfig:
 	@tools/cluster.sh kubeconfig
+
+.PHONY: node-up node-down node-status node-shell
+
+## node-up: start the local cluster with a real node (root; containerd, kubelet, CoreDNS) in its own network namespace
+node-up: tools
+	@tools/realnode.sh up
+
+## node-down: stop the real-node cluster and remove everything it made
+node-down:
+	@tools/realnode.sh down
+
+## node-status: say whether the real-node cluster is up
+node-status:
+	@tools/realnode.sh status
+
+## node-shell: a shell inside the real node's network namespace, with KUBECONFIG and the tools on PATH
+node-shell:
+	@tools/realnode.sh exec bash

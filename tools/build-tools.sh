@@ -24,7 +24,12 @@ CACHE="$CACHE_ROOT/tools"
 BIN="${TOOLS_BIN:-$ROOT/.tools/bin}"
 HEARTBEAT_SECONDS="${HEARTBEAT_SECONDS:-30}"
 
-ALL_TOOLS=(helm kwok kwokctl etcd kube-apiserver kube-controller-manager kube-scheduler kubectl metrics-server)
+# The control plane of the local cluster (tools/cluster.sh) ...
+CLUSTER_TOOLS=(helm kwok kwokctl etcd kube-apiserver kube-controller-manager kube-scheduler kubectl metrics-server)
+# ... and what its real node runs (tools/realnode.sh): the node agent, the container
+# runtime, cluster DNS and the NetworkPolicy enforcer.
+NODE_TOOLS=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns kube-network-policies)
+ALL_TOOLS=("${CLUSTER_TOOLS[@]}" "${NODE_TOOLS[@]}")
 
 log() { printf '%s\n' "$*"; }
 die() { printf 'build-tools: %s\n' "$*" >&2; exit 1; }
@@ -116,10 +121,10 @@ run_step() {
   log "done  $name $version in ${took}s"
 }
 
-go_install() { # OUT_DIR LDFLAGS PACKAGE@VERSION
+go_install() { # OUT_DIR LDFLAGS PACKAGE@VERSION [GO BUILD FLAGS...]
   local out="$1" ldflags="$2" pkg="$3"
   (cd "$out" && GOBIN="$out" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-    go install -trimpath -ldflags "-s -w $ldflags" "$pkg")
+    go install -trimpath -ldflags "-s -w $ldflags" "${@:4}" "$pkg")
 }
 
 # --- tools installable with `go install module/cmd@version` ------------------------------
@@ -163,7 +168,8 @@ kube_minor() { local v="${1#v}"; v="${v#*.}"; echo "${v%%.*}"; }
 # every staging module k8s.io/kubernetes replaces with ./staging/... to its released v0.x.y.
 kubernetes_wrapper() { # VERSION -> prints module dir
   local version="$1" dir="$CACHE/src/kubernetes-$1"
-  if [[ -f "$dir/.ready" ]]; then echo "$dir"; return 0; fi
+  # The marker names the recipe: a wrapper made for fewer commands is made again.
+  if [[ -f "$dir/.ready-2" ]]; then echo "$dir"; return 0; fi
   local staging_version="v0.${version#v1.}" gomod
   rm -rf "$dir"; mkdir -p "$dir"
   gomod="$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
@@ -178,7 +184,7 @@ kubernetes_wrapper() { # VERSION -> prints module dir
     echo
     echo "tool ("
     local cmd
-    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
       echo "	k8s.io/kubernetes/cmd/$cmd"
     done
     echo ")"
@@ -193,7 +199,7 @@ kubernetes_wrapper() { # VERSION -> prints module dir
     if [[ -n "$godebug" ]]; then echo; echo "godebug $godebug"; fi
   } >"$dir/go.mod"
   (cd "$dir" && GOFLAGS=-mod=mod go mod tidy) >&2
-  touch "$dir/.ready"
+  touch "$dir/.ready-2"
   echo "$dir"
 }
 
@@ -217,6 +223,8 @@ build_kube_apiserver() { build_kube_cmd kube-apiserver "$@"; }
 build_kube_controller_manager() { build_kube_cmd kube-controller-manager "$@"; }
 build_kube_scheduler() { build_kube_cmd kube-scheduler "$@"; }
 build_kubectl() { build_kube_cmd kubectl "$@"; }
+build_kubelet() { build_kube_cmd kubelet "$@"; }
+build_kube_proxy() { build_kube_cmd kube-proxy "$@"; }
 
 etcd_wrapper() { # VERSION -> prints module dir
   local version="$1" dir="$CACHE/src/etcd-$1"
@@ -250,7 +258,41 @@ build_etcd() { # OUT VERSION
     go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3)
 }
 
+# --- the real node's runtime ----------------------------------------------------------------
+
+# containerd without the snapshotters that need cgo or kernel features the node does not use.
+containerd_cmd() { # NAME OUT VERSION
+  go_install "$2" "-X github.com/containerd/containerd/v2/version.Version=$3" \
+    "github.com/containerd/containerd/v2/cmd/$1@$3" -tags "no_btrfs no_devmapper no_zfs"
+}
+build_containerd() { containerd_cmd containerd "$@"; }
+build_containerd_shim_runc_v2() { containerd_cmd containerd-shim-runc-v2 "$@"; }
+build_ctr() { containerd_cmd ctr "$@"; }
+
+build_coredns() { # OUT VERSION
+  go_install "$1" "" "github.com/coredns/coredns@$2"
+}
+
+# kube-network-policies as released queues packets with the nftables `queue` expression,
+# which kernels built without nft_queue refuse ("netlink receive: no such file or
+# directory"), so every rule sync fails and nothing is enforced. tools/realnode/
+# kube-network-policies.patch replaces it with the xtables NFQUEUE target through
+# nft_compat, which such kernels have. The patch is part of the cache key.
+build_kube_network_policies() { # OUT VERSION
+  local out="$1" version="${2%-*}" dir src
+  dir="$(go mod download -json "sigs.k8s.io/kube-network-policies@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  [[ -d "$dir" ]] || { echo "cannot download sigs.k8s.io/kube-network-policies@$version" >&2; return 1; }
+  src="$out/src"
+  cp -r "$dir" "$src" && chmod -R u+w "$src"
+  patch -d "$src" -p1 <"$ROOT/tools/realnode/kube-network-policies.patch"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+    go build -trimpath -ldflags "-s -w" -o "$out/kube-network-policies" ./cmd)
+  rm -rf "$src"
+}
+
 # --- main ------------------------------------------------------------------------------
+
+patch_key() { sha256sum "$ROOT/tools/realnode/kube-network-policies.patch" | cut -c1-8; }
 
 tool_version() {
   case "$1" in
@@ -259,6 +301,10 @@ tool_version() {
     etcd) echo "$ETCD_VERSION" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION" ;;
     metrics-server) echo "$METRICS_SERVER_VERSION" ;;
+    kubelet | kube-proxy) echo "$KUBERNETES_VERSION" ;;
+    containerd | containerd-shim-runc-v2 | ctr) echo "$CONTAINERD_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+    kube-network-policies) echo "$KUBE_NETWORK_POLICIES_VERSION-$(patch_key)" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
 }

@@ -11,6 +11,9 @@
 #   FASTSHIP_KWOK_WORKDIR   kwokctl working directory (default: $FASTSHIP_CACHE/kwok,
 #                           i.e. ~/.cache/fastship/kwok); the pytest fixture uses a temp dir
 #   FASTSHIP_APISERVER_PORT kube-apiserver port (default: a free port on 127.0.0.1)
+#   FASTSHIP_KWOK_EXTRA_CONFIG  one more kwokctl configuration file, applied last
+#                           (tools/realnode.sh passes k8s/local/realnode/kwokctl.yaml)
+#   FASTSHIP_FAKE_NODES     1 (default): create kwok's fake nodes; 0: none (a real node joins)
 #   TOOLS_BIN               tool binaries (default: <repo>/.tools/bin)
 set -euo pipefail
 
@@ -83,11 +86,14 @@ up() {
       "    - $LOCAL/metrics-server" >"$paths"
     # --kubeconfig "" keeps kwokctl away from ~/.kube/config; the cluster's own kubeconfig
     # is written into the working directory.
+    local extra=()
+    [[ -n "${FASTSHIP_KWOK_EXTRA_CONFIG:-}" ]] && extra=(--config "$FASTSHIP_KWOK_EXTRA_CONFIG")
     kwokctl create cluster \
       --name "$NAME" \
       --config "$LOCAL/kwokctl.yaml" \
       --config "$LOCAL/kwok-stages.yaml" \
       --config "$paths" \
+      "${extra[@]}" \
       --kube-apiserver-port "$port" \
       --kube-apiserver-binary "$BIN/kube-apiserver" \
       --kube-controller-manager-binary "$BIN/kube-controller-manager" \
@@ -103,8 +109,10 @@ up() {
         fail "kwokctl create cluster failed (its output: $KWOK_WORKDIR/$NAME.create.log)"
       }
   fi
-  kubectl apply -f "$LOCAL/nodes.yaml" >/dev/null || fail "could not create the nodes"
-  kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null || fail "nodes not Ready"
+  if [[ "${FASTSHIP_FAKE_NODES:-1}" == 1 ]]; then
+    kubectl apply -f "$LOCAL/nodes.yaml" >/dev/null || fail "could not create the nodes"
+    kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null || fail "nodes not Ready"
+  fi
   # The default ServiceAccount must exist before pods can be created in "default".
   for _ in $(seq 1 120); do
     kubectl get serviceaccount default -n default >/dev/null 2>&1 && break

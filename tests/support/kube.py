@@ -113,6 +113,9 @@ class Kube:
     """Full server version as reported by /version (e.g. ``"v1.36.3"``)."""
     local: bool = False
     """True for the kwok cluster this plugin started, False for ``FASTSHIP_KUBECONFIG``."""
+    prefix: tuple[str, ...] = ()
+    """Command words put before every tool, e.g. ``nsenter --net=...`` for a cluster that
+    is reachable only inside a network namespace (the real node's)."""
     _tools: dict[str, str] = field(default_factory=dict, repr=False)
     _kwok: bool | None = field(default=None, repr=False)
 
@@ -128,7 +131,7 @@ class Kube:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``tool`` (kubectl, helm, ...) with this cluster's env; text output captured."""
         exe = self._tools.get(tool) or str(self.bin_dir / tool)
-        cmd = [exe, *args]
+        cmd = [*self.prefix, exe, *args]
         proc = subprocess.run(
             cmd,
             input=input,
