@@ -247,7 +247,7 @@ class Release:
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def app_pods(self) -> list[dict[str, Any]]:
-        pods = self.get("pods", "-l", "app.kubernetes.io/component=app")["items"]
+        pods = self.get("pods", "-l", "app.kubernetes.io/component=server")["items"]
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
