@@ -29,7 +29,9 @@ CLUSTER_TOOLS=(helm kwok kwokctl etcd kube-apiserver kube-controller-manager kub
 # ... and what its real node runs (tools/realnode.sh): the node agent, the container
 # runtime, cluster DNS and the NetworkPolicy enforcer.
 NODE_TOOLS=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns kube-network-policies)
-ALL_TOOLS=("${CLUSTER_TOOLS[@]}" "${NODE_TOOLS[@]}")
+# ... and the dev loop on it (skaffold.yaml).
+DEV_TOOLS=(skaffold)
+ALL_TOOLS=("${CLUSTER_TOOLS[@]}" "${NODE_TOOLS[@]}" "${DEV_TOOLS[@]}")
 
 log() { printf '%s\n' "$*"; }
 die() { printf 'build-tools: %s\n' "$*" >&2; exit 1; }
@@ -290,6 +292,20 @@ build_kube_network_policies() { # OUT VERSION
   rm -rf "$src"
 }
 
+# skaffold's go.mod has replace and exclude directives, which `go install pkg@version`
+# refuses: build it inside a copy of its module, as its own Makefile does.
+build_skaffold() { # OUT VERSION
+  local out="$1" version="$2" dir src
+  dir="$(go mod download -json "github.com/GoogleContainerTools/skaffold/v2@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  [[ -d "$dir" ]] || { echo "cannot download skaffold $version" >&2; return 1; }
+  src="$out/src"
+  cp -r "$dir" "$src" && chmod -R u+w "$src"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+    -ldflags "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$version" \
+    -o "$out/skaffold" ./cmd/skaffold)
+  rm -rf "$src"
+}
+
 # --- main ------------------------------------------------------------------------------
 
 patch_key() { sha256sum "$ROOT/tools/realnode/kube-network-policies.patch" | cut -c1-8; }
@@ -304,6 +320,7 @@ tool_version() {
     kubelet | kube-proxy) echo "$KUBERNETES_VERSION" ;;
     containerd | containerd-shim-runc-v2 | ctr) echo "$CONTAINERD_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
+    skaffold) echo "$SKAFFOLD_VERSION" ;;
     kube-network-policies) echo "$KUBE_NETWORK_POLICIES_VERSION-$(patch_key)" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac

@@ -47,7 +47,8 @@ PAUSE_IMAGE="localhost/pause:$KUBERNETES_VERSION"
 COREDNS_IMAGE="localhost/coredns:$COREDNS_VERSION"
 PODMAN="$ROOT/tools/image/podman"
 KERNEL_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
-NODE_TOOLS=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr kube-network-policies)
+NODE_TOOLS=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr)
+[[ "${FASTSHIP_NODE_ENFORCE:-1}" == 1 ]] && NODE_TOOLS+=(kube-network-policies)
 
 log() { printf 'realnode: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -190,7 +191,8 @@ up() {
   fi
   [[ -e "$NSPATH" ]] && die "network namespace $NETNS exists: run \`$0 down\` first"
   local start; start="$(date +%s)"
-  trap 'log "start failed; tearing down (logs in $WORKDIR/logs)"; down >&2 || true' ERR
+  UP_OK=0
+  trap '(( UP_OK )) || { log "start failed; tearing down (logs in $WORKDIR/logs)"; down >&2 || true; }' EXIT
   mkdir -p "$STATE" "$RUN" "$WORKDIR/logs" "$STATE/cni/net.d"
   echo "$$" >"$WORKDIR/owner.pid"
   # kubelet sets these machine-wide kernel settings; `down` puts them back.
@@ -225,6 +227,14 @@ KUBECONFIG_PATH=$KUBECONFIG_PATH
 ENFORCE=$enforce
 EOF
   cgroups create
+  # kubelet and containerd use these paths whatever their configuration says; in the
+  # node's mount namespace they are bound to its own directories (node.sh). Mount points
+  # that the machine lacks are made here and removed by `down`.
+  local d
+  : >"$WORKDIR/created-dirs"
+  for d in /var/lib/kubelet /var/log/containers /run/containerd; do
+    [[ -d "$d" ]] || { mkdir -p "$d" && echo "$d" >>"$WORKDIR/created-dirs"; }
+  done
   log "starting containerd, kubelet, kube-proxy$([[ $enforce == 1 ]] && echo ', kube-network-policies')"
   in_ns setsid unshare --mount --propagation private -- \
     bash "$ROOT/tools/realnode/node.sh" "$WORKDIR" >>"$WORKDIR/logs/node.log" 2>&1 </dev/null &
@@ -232,20 +242,20 @@ EOF
 
   for _ in $(seq 1 100); do [[ -S "$RUN/containerd.sock" ]] && break; sleep 0.2; done
   load "$PAUSE_IMAGE" "$COREDNS_IMAGE"
-  local ok=0
+  local registered=0
   for _ in $(seq 1 120); do
     if kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
-      ok=1; break
+      registered=1; break
     fi
     kill -0 "$(cat "$WORKDIR/node.pid")" 2>/dev/null || break
     sleep 1
   done
-  (( ok )) || { tail -n 20 "$WORKDIR/logs/node.log" "$WORKDIR/logs/kubelet.log" >&2; die "node $NODE did not become Ready"; }
+  (( registered )) || { tail -n 20 "$WORKDIR/logs/node.log" "$WORKDIR/logs/kubelet.log" >&2; die "node $NODE did not become Ready"; }
   render "$CONF/coredns.yaml" "$WORKDIR/coredns.yaml"
   kubectl apply -f "$WORKDIR/coredns.yaml" >/dev/null
   kubectl -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
     die "CoreDNS did not become ready"
-  trap - ERR
+  UP_OK=1
   touch "$WORKDIR/up"
   log "up in $(( $(date +%s) - start ))s"
   info
@@ -292,10 +302,13 @@ down() {
     cgroups remove
     ip netns delete "$NETNS" 2>/dev/null || true
   fi
+  if [[ -f "$WORKDIR/created-dirs" ]]; then
+    while IFS= read -r d; do rmdir "$d" 2>/dev/null || true; done <"$WORKDIR/created-dirs"
+  fi
   if [[ -f "$WORKDIR/sysctls.saved" ]]; then
     while IFS= read -r line; do sysctl -qw "$line" || true; done <"$WORKDIR/sysctls.saved"
   fi
-  rm -rf "$STATE" "$RUN" "$WORKDIR/kwok" "$WORKDIR"/{up,node.pid,owner.pid,node.env,sysctls.saved,enforcer-sa}
+  rm -rf "$STATE" "$RUN" "$WORKDIR/kwok" "$WORKDIR"/{up,node.pid,owner.pid,node.env,sysctls.saved,created-dirs,enforcer-sa}
   log "down in $(( $(date +%s) - start ))s"
 }
 

@@ -20,6 +20,8 @@ WORKDIR="$1"
 # shellcheck source=/dev/null
 . "$WORKDIR/node.env" # BIN, STATE, RUN, NODE, NODE_IP, KUBECONFIG_PATH, RUNC, ENFORCE
 LOGS="$WORKDIR/logs"
+# containerd finds its shim (containerd-shim-runc-v2) on PATH.
+export PATH="$BIN:$PATH"
 mkdir -p "$LOGS"
 
 log() { printf '%s node: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
