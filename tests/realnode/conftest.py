@@ -141,6 +141,26 @@ def _exit_on_signals() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _node(workdir: Path, info_text: str, seconds: float) -> Node:
+    info = dict(line.split(": ", 1) for line in info_text.splitlines() if ": " in line)
+    kubeconfig = Path(info["kubeconfig"])
+    netns = info["netns"]
+    bin_dir = tools_bin()
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    kube = Kube(
+        kubeconfig=kubeconfig,
+        bin_dir=bin_dir,
+        env=env,
+        local=True,
+        prefix=("nsenter", f"--net=/run/netns/{netns}"),
+    )
+    version = json.loads(kube.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    kube.version = f"{version['major']}.{version['minor']}"
+    kube.git_version = version["gitVersion"]
+    return Node(workdir=workdir, netns=netns, kube=kube, start_seconds=seconds)
+
+
 @pytest.fixture(scope="session")
 def node() -> Iterator[Node]:
     if os.geteuid() != 0:
@@ -152,6 +172,15 @@ def node() -> Iterator[Node]:
     missing = [t for t in NODE_TOOLS if not os.access(tools_bin() / t, os.X_OK)]
     if missing:
         pytest.fail(f"missing in {tools_bin()}: {', '.join(missing)}; run `make tools`")
+    existing = os.environ.get("FASTSHIP_NODE_WORKDIR")
+    if existing:
+        # A node started by hand (`make node-up`) is used as it is and left running.
+        workdir = Path(existing)
+        result = script(workdir, "status")
+        if result.returncode != 0:
+            pytest.fail(f"FASTSHIP_NODE_WORKDIR={existing}: no node is up there", pytrace=False)
+        yield _node(workdir, result.stdout, 0.0)
+        return
     root = Path(tempfile.gettempdir()) / "fastship-realnode"
     _reap_stale(root)
     workdir = root / f"s{os.getpid()}"
@@ -176,24 +205,8 @@ def node() -> Iterator[Node]:
                 f"starting the real node failed (logs in {workdir}/logs):\n{result.stderr[-6000:]}",
                 pytrace=False,
             )
-        info = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
-        kubeconfig = Path(info["kubeconfig"])
-        netns = info["netns"]
-        bin_dir = tools_bin()
-        env = dict(os.environ, KUBECONFIG=str(kubeconfig))
-        env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
-        kube = Kube(
-            kubeconfig=kubeconfig,
-            bin_dir=bin_dir,
-            env=env,
-            local=True,
-            prefix=("nsenter", f"--net=/run/netns/{netns}"),
-        )
-        version = json.loads(kube.kubectl("version", "-o", "json").stdout)["serverVersion"]
-        kube.version = f"{version['major']}.{version['minor']}"
-        kube.git_version = version["gitVersion"]
         NUMBERS["node start (control plane, node, CoreDNS)"] = f"{seconds:.1f} s"
-        yield Node(workdir=workdir, netns=netns, kube=kube, start_seconds=seconds)
+        yield _node(workdir, result.stdout, seconds)
     finally:
         started = time.monotonic()
         down()
@@ -255,10 +268,10 @@ def image_values(images: dict[str, str], tag: str = "realnode") -> list[str]:
     repository = images["app"].rsplit(":", 1)[0]
     pg_repository, pg_tag = images["postgres"].rsplit(":", 1)
     return [
-        "--set", f"image.repository={repository}",
-        "--set", f"image.tag={tag}",
-        "--set", f"postgresql.bundled.image.repository={pg_repository}",
-        "--set", f"postgresql.bundled.image.tag={pg_tag}",
+        "--set-string", f"image.repository={repository}",
+        "--set-string", f"image.tag={tag}",
+        "--set-string", f"postgresql.bundled.image.repository={pg_repository}",
+        "--set-string", f"postgresql.bundled.image.tag={pg_tag}",
     ]  # fmt: skip
 
 
