@@ -17,6 +17,7 @@ the next one. These tests need root and are marked ``realnode``: deselect them w
 from __future__ import annotations
 
 import atexit
+import secrets
 import json
 import os
 import shutil
@@ -305,7 +306,7 @@ def local_volume(node: Node, namespace: str) -> None:
 @pytest.fixture(scope="session")
 def release(node: Node, images: dict[str, str]) -> Iterator[Release]:
     kube = node.kube
-    namespace = kube.create_namespace("shop", labels=RESTRICTED_LABELS)
+    namespace = kube.create_namespace(f"shop-{secrets.token_hex(3)}", labels=RESTRICTED_LABELS)
     local_volume(node, namespace)
     values = image_values(images)
     started = time.monotonic()
@@ -323,6 +324,7 @@ def release(node: Node, images: dict[str, str]) -> Iterator[Release]:
         kube.helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
         kube.delete_namespace(namespace)
         kube.kubectl("delete", "pv", f"pv-{namespace}", "--ignore-not-found", check=False)
+        shutil.rmtree(node.workdir / "volumes" / namespace, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

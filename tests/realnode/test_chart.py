@@ -207,7 +207,7 @@ def test_upgrade_under_load_loses_nothing(
         started = time.monotonic()
         tag = next_images["v2"].rsplit(":", 1)[1]
         release.helm(
-            "upgrade", RELEASE, str(CHART), *release.values, "--set", f"image.tag={tag}",
+            "upgrade", RELEASE, str(CHART), *release.values, "--set-string", f"image.tag={tag}",
             "--wait", "--timeout", "5m", timeout=360,
         )  # fmt: skip
         NUMBERS["helm upgrade --wait with a migration, under load"] = (
@@ -245,7 +245,7 @@ def test_failed_migration_keeps_the_old_pods_serving_and_rollback_returns(
     revision = json.loads(release.helm("history", RELEASE, "-o", "json"))[-1]["revision"]
     tag = next_images["v3"].rsplit(":", 1)[1]
     release.helm(
-        "upgrade", RELEASE, str(CHART), *release.values, "--set", f"image.tag={tag}",
+        "upgrade", RELEASE, str(CHART), *release.values, "--set-string", f"image.tag={tag}",
         "--set", "migrations.backoffLimit=0",
     )  # fmt: skip
 
