@@ -52,7 +52,7 @@ def create_router(dist: Path | None = None) -> APIRouter:
     assets = dist / "assets"
     headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
-    @router.get("/")
+    @router.api_route("/", methods=["GET", "HEAD"])
     def index() -> Response:
         try:
             page = (dist / "index.html").read_bytes()

@@ -43,6 +43,9 @@ def test_the_page_carries_the_interface_policy(dist: Path, monkeypatch: pytest.M
     assert response.headers["cache-control"] == "no-cache"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
+    head = client_for(dist, monkeypatch).head("/")
+    assert head.status_code == 200
+    assert head.headers.get_list("content-security-policy") == [web.CONTENT_SECURITY_POLICY]
 
 
 def test_the_policy_allows_only_this_origin() -> None:
