@@ -20,6 +20,8 @@ from tests.web.apitypes import REPO, WEB
 CHROMIUM = Path(os.environ.get("FASTSHIP_CHROMIUM", "/usr/bin/chromium"))
 # Screenshots of every flow (and of a failure), kept after the run; gitignored.
 ARTIFACTS = WEB / "test-results"
+# Seconds per browser flow, shown at the end of the run.
+FLOW_SECONDS: dict[str, float] = {}
 
 
 def _need(program: str, how: str) -> str:
@@ -97,3 +99,12 @@ def accounts(web_server: Server) -> Iterator[Accounts]:
         yield made
     finally:
         made.client.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FLOW_SECONDS:
+        return
+    terminalreporter.section("web interface in Chromium")
+    for flow, seconds in FLOW_SECONDS.items():
+        terminalreporter.write_line(f"{flow}: {seconds:.1f} s")
+    terminalreporter.write_line(f"screenshots: {ARTIFACTS}")

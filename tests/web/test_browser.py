@@ -16,18 +16,19 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from app.core.security import Tokens
 from tests.app.conftest import make_settings
 from tests.hardening.server import SIGNING_KEY, Server, sql
 from tests.web.apitypes import WEB
-from tests.web.conftest import ARTIFACTS, Accounts
+from tests.web.conftest import ARTIFACTS, FLOW_SECONDS, Accounts
 
 
-def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict[str, object]:
-    """Runs web/e2e/<flow>.mjs with node; its last line of output is its summary."""
-    shots = ARTIFACTS / flow
-    for old in shots.glob("*.png"):
-        old.unlink()
+def node_flow(
+    flow: str, server: Server, chromium: Path, **accounts: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs web/e2e/<flow>.mjs with node."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -36,8 +37,7 @@ def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict
         "CHROMIUM": str(chromium),
         **accounts,
     }
-    started = time.monotonic()
-    result = subprocess.run(
+    return subprocess.run(
         ["node", f"e2e/{flow}.mjs"],
         cwd=WEB,
         env=env,
@@ -46,6 +46,15 @@ def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict
         timeout=300,
         check=False,
     )
+
+
+def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict[str, object]:
+    """Runs a flow that must pass; its last line of output is its summary."""
+    shots = ARTIFACTS / flow
+    for old in shots.glob("*.png"):
+        old.unlink()
+    started = time.monotonic()
+    result = node_flow(flow, server, chromium, **accounts)
     assert result.returncode == 0, (
         f"the {flow} flow failed after {time.monotonic() - started:.1f} s "
         f"(screenshots in {shots}):\n{result.stderr}\n{result.stdout}\n"
@@ -53,6 +62,7 @@ def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict
     )
     summary: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True
+    FLOW_SECONDS[flow] = time.monotonic() - started
     assert sorted(shots.glob("*.png")), f"the {flow} flow wrote no screenshot"
     return summary
 
@@ -115,8 +125,26 @@ def test_expired_and_revoked_sessions(
     )
 
 
+@pytest.mark.parametrize(
+    ("mode", "reported"),
+    [
+        ("csp", "CSP violation: style-src-elem"),
+        ("axe", "critical image-alt"),
+    ],
+)
+def test_the_harness_fails_a_broken_page(
+    web_server: Server, chromium: Path, mode: str, reported: str
+) -> None:
+    """A page that breaks the policy or has a critical accessibility problem fails its
+    flow: the checks every flow relies on can fail."""
+    result = node_flow("selfcheck", web_server, chromium, SELFCHECK=mode)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"flow selfcheck-{mode} failed" in result.stderr
+    assert reported in result.stderr
+
+
 def test_every_flow_runs_here() -> None:
     """A flow file added to web/e2e/ without a test here would never run."""
     flows = {path.stem for path in (WEB / "e2e").glob("*.mjs")} - {"harness"}
-    run_here = set(re.findall(r'run_flow\(\s*"(\w+)"', Path(__file__).read_text()))
+    run_here = set(re.findall(r'(?:run|node)_flow\(\s*"(\w+)"', Path(__file__).read_text()))
     assert run_here == flows
