@@ -26,6 +26,10 @@ await run("profile", async ({ page, shot, axe, login, fieldError }) => {
   const invalid = await fieldError("Email");
   check(/email/i.test(invalid) && invalid !== taken, `an invalid email says "${invalid}"`);
   await page.getByLabel("Email", { exact: true }).fill(email);
+  check(
+    (await page.getByLabel("Email", { exact: true }).getAttribute("aria-invalid")) === null,
+    "the email field is still marked invalid after it was corrected",
+  );
 
   // Password: the wrong current one, a new one too short, two that differ.
   await page.getByLabel("Current password", { exact: true }).fill("not my password");

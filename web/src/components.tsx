@@ -1,5 +1,6 @@
 import type { ComponentChildren, JSX } from "preact";
-import { useId } from "preact/hooks";
+import { useId, useState } from "preact/hooks";
+import type { FieldErrors } from "./api/client";
 
 type InputProps = Omit<JSX.InputHTMLAttributes<HTMLInputElement>, "label" | "onInput"> & {
   label: string;
@@ -111,4 +112,22 @@ export function formatDate(value: string): string {
 
 export function formatDay(value: string): string {
   return new Date(value).toLocaleDateString(undefined, { dateStyle: "medium" });
+}
+
+/**
+ * A form's field errors. `edited(name, set)` wraps a field's setter so that editing
+ * the field takes its error away until the next answer of the API.
+ */
+export function useFieldErrors() {
+  const [fields, setFields] = useState<FieldErrors>({});
+  const edited = (name: string, set: (value: string) => void) => (value: string) => {
+    set(value);
+    setFields((current) => {
+      if (!(name in current)) return current;
+      const rest = { ...current };
+      delete rest[name];
+      return rest;
+    });
+  };
+  return { fields, setFields, edited };
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, problemOf, type FieldErrors, type Item, type ItemSort, type User } from "../api/client";
-import { Alert, FIX_FIELDS, Field, Pager, Status } from "../components";
+import { api, problemOf, type Item, type ItemSort, type User } from "../api/client";
+import { Alert, FIX_FIELDS, Field, Pager, Status, useFieldErrors } from "../components";
 import { navigate, type Route } from "../router";
 
 const PAGE_SIZE = 10;
@@ -232,7 +232,7 @@ function ItemEditor({ item, onDone }: { item: Item | null; onDone: (saved: Item 
   const [description, setDescription] = useState(item?.description ?? "");
   const [price, setPrice] = useState(item?.price ?? "");
   const [tags, setTags] = useState(item?.tags.join(", ") ?? "");
-  const [fields, setFields] = useState<FieldErrors>({});
+  const { fields, setFields, edited } = useFieldErrors();
   const [message, setMessage] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -270,13 +270,13 @@ function ItemEditor({ item, onDone }: { item: Item | null; onDone: (saved: Item 
     <article aria-labelledby="editor-title">
       <h2 id="editor-title">{title}</h2>
       <form onSubmit={submit} noValidate>
-        <Field label="Name" name="name" value={name} onValue={setName} error={fields.name} required />
+        <Field label="Name" name="name" value={name} onValue={edited("name", setName)} error={fields.name} required />
         <Field
           label="Description"
           name="description"
           multiline
           value={description}
-          onValue={setDescription}
+          onValue={edited("description", setDescription)}
           error={fields.description}
         />
         <div class="grid">
@@ -286,7 +286,7 @@ function ItemEditor({ item, onDone }: { item: Item | null; onDone: (saved: Item 
             inputMode="decimal"
             hint="For example 12.50"
             value={price}
-            onValue={setPrice}
+            onValue={edited("price", setPrice)}
             error={fields.price}
             required
           />
@@ -295,7 +295,7 @@ function ItemEditor({ item, onDone }: { item: Item | null; onDone: (saved: Item 
             name="tags"
             hint="Separated by commas"
             value={tags}
-            onValue={setTags}
+            onValue={edited("tags", setTags)}
             error={fields.tags}
           />
         </div>

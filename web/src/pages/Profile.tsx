@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { api, problemOf, type FieldErrors, type User } from "../api/client";
-import { Alert, FIX_FIELDS, Field, Status, formatDate } from "../components";
+import { api, problemOf, type User } from "../api/client";
+import { Alert, FIX_FIELDS, Field, Status, formatDate, useFieldErrors } from "../components";
 import { session } from "../session";
 
 export function Profile({ me, onChange }: { me: User; onChange: (user: User) => void }) {
@@ -23,7 +23,7 @@ export function Profile({ me, onChange }: { me: User; onChange: (user: User) => 
 function ProfileForm({ me, onChange }: { me: User; onChange: (user: User) => void }) {
   const [email, setEmail] = useState(me.email);
   const [fullName, setFullName] = useState(me.full_name ?? "");
-  const [fields, setFields] = useState<FieldErrors>({});
+  const { fields, setFields, edited } = useFieldErrors();
   const [message, setMessage] = useState<string | null>(null);
   const [status, setStatus] = useState("");
 
@@ -55,7 +55,7 @@ function ProfileForm({ me, onChange }: { me: User; onChange: (user: User) => voi
           type="email"
           autocomplete="email"
           value={email}
-          onValue={setEmail}
+          onValue={edited("email", setEmail)}
           error={fields.email}
         />
         <Field
@@ -63,7 +63,7 @@ function ProfileForm({ me, onChange }: { me: User; onChange: (user: User) => voi
           name="full_name"
           autocomplete="name"
           value={fullName}
-          onValue={setFullName}
+          onValue={edited("full_name", setFullName)}
           error={fields.full_name}
         />
         <Alert>{message}</Alert>
@@ -78,7 +78,7 @@ function PasswordForm() {
   const [current, setCurrent] = useState("");
   const [next, setNext] = useState("");
   const [repeat, setRepeat] = useState("");
-  const [fields, setFields] = useState<FieldErrors>({});
+  const { fields, setFields, edited } = useFieldErrors();
   const [message, setMessage] = useState<string | null>(null);
 
   async function submit(event: Event) {
@@ -111,7 +111,7 @@ function PasswordForm() {
           type="password"
           autocomplete="current-password"
           value={current}
-          onValue={setCurrent}
+          onValue={edited("current_password", setCurrent)}
           error={fields.current_password}
         />
         <Field
@@ -121,7 +121,7 @@ function PasswordForm() {
           autocomplete="new-password"
           hint="At least 8 characters. You will log in again."
           value={next}
-          onValue={setNext}
+          onValue={edited("new_password", setNext)}
           error={fields.new_password}
         />
         <Field
@@ -130,7 +130,7 @@ function PasswordForm() {
           type="password"
           autocomplete="new-password"
           value={repeat}
-          onValue={setRepeat}
+          onValue={edited("repeat", setRepeat)}
           error={fields.repeat}
         />
         <Alert>{message}</Alert>

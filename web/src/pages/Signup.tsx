@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { api, problemOf, type FieldErrors } from "../api/client";
-import { Alert, FIX_FIELDS, Field } from "../components";
+import { api, problemOf } from "../api/client";
+import { Alert, FIX_FIELDS, Field, useFieldErrors } from "../components";
 import { href, navigate } from "../router";
 import { logIn } from "./Login";
 
@@ -9,7 +9,7 @@ export function Signup() {
   const [fullName, setFullName] = useState("");
   const [password, setPassword] = useState("");
   const [message, setMessage] = useState<string | null>(null);
-  const [fields, setFields] = useState<FieldErrors>({});
+  const { fields, setFields, edited } = useFieldErrors();
   const [busy, setBusy] = useState(false);
 
   async function submit(event: Event) {
@@ -41,7 +41,7 @@ export function Signup() {
           type="email"
           autocomplete="username"
           value={email}
-          onValue={setEmail}
+          onValue={edited("email", setEmail)}
           error={fields.email}
           required
         />
@@ -50,7 +50,7 @@ export function Signup() {
           name="full_name"
           autocomplete="name"
           value={fullName}
-          onValue={setFullName}
+          onValue={edited("full_name", setFullName)}
           error={fields.full_name}
         />
         <Field
@@ -60,7 +60,7 @@ export function Signup() {
           autocomplete="new-password"
           hint="At least 8 characters."
           value={password}
-          onValue={setPassword}
+          onValue={edited("password", setPassword)}
           error={fields.password}
           required
         />
