@@ -8,7 +8,10 @@ if ! command -v node >/dev/null || ! command -v "${NPM:-npm}" >/dev/null; then
          "or your distribution's nodejs and npm packages)." >&2
     exit 1
 fi
-have=$(node -p 'process.versions.node')
+if ! have=$(node -p 'process.versions.node' 2>/dev/null); then
+    echo "The web interface needs Node.js >= $min to build; \`node\` does not run." >&2
+    exit 1
+fi
 if ! node -e '
     const [a, b] = process.argv[1].split(".").map(Number);
     const [x, y] = process.versions.node.split(".").map(Number);
