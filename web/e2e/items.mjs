@@ -116,4 +116,9 @@ await run("items", async ({ page, shot, axe, login, fieldError }) => {
   check((await row.count()) === 0, "the deleted item is still listed");
   const { body } = await apiCall("GET", "/api/v1/items?q=Teapot", { token });
   check(body.total === 0, "the API still has the deleted item");
+
+  // A page past the end (a bookmark, or the last item of the last page deleted)
+  // shows the last page.
+  await page.goto(page.url().replace(/#.*$/, "#/items?page=9"));
+  await page.getByText("11–12 of 12 · page 2 of 2").waitFor();
 });

@@ -29,7 +29,9 @@ export function AdminUsers({ route, me }: { route: Route; me: User }) {
       })
       .then(({ data, error, response }) => {
         if (!current) return;
-        if (data) setPage(data);
+        if (data && data.items.length === 0 && data.total > 0) {
+          navigate("/admin/users", { page: Math.ceil(data.total / PAGE_SIZE) });
+        } else if (data) setPage(data);
         else setMessage(problemOf(error, response.status).message);
       });
     return () => {

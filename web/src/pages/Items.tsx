@@ -58,7 +58,10 @@ export function Items({ route, me }: { route: Route; me: User }) {
       })
       .then(({ data, error, response }) => {
         if (!current) return;
-        if (data) {
+        if (data && data.items.length === 0 && data.total > 0) {
+          // Past the last page (its last item was deleted): show the last page.
+          go({ page: Math.ceil(data.total / PAGE_SIZE) });
+        } else if (data) {
           setPage(data);
           setMessage(null);
         } else setMessage(problemOf(error, response.status).message);
