@@ -43,7 +43,7 @@ export function check(condition, message) {
 }
 
 /** Waits until `probe()` returns a truthy value (or throws `message` after `timeout` ms). */
-export async function until(probe, message, timeout = 5000) {
+export async function until(probe, message, timeout = 15000) {
   const deadline = Date.now() + timeout;
   let last;
   for (;;) {
@@ -110,7 +110,8 @@ export async function run(name, flow) {
       });
     });
     const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(5000);
+    // Generous: on a loaded machine a step can take seconds; a passing step waits no longer.
+    page.setDefaultTimeout(15000);
     page.on("console", (message) => {
       const text = message.text();
       if (/CSP violation|Content Security Policy|Trusted Type/i.test(text)) problems.push(text);
