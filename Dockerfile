@@ -7,13 +7,15 @@
 #   python -m fastship_operator    the kopf operator
 #
 # Build (docs/image.md has the details, the proxy-CA secret and a Debian base):
+#   make web-build        # the web interface into web/dist, copied below
 #   podman build -t localhost/fastship:dev .
 #   docker buildx build -t fastship:dev .
 #
 # Layers, from the least to the most often changed: base, tini and the runtime
 # user, the dependency venv (changes with pyproject.toml or constraints.txt), the
-# fastship code (changes with every commit), then labels. A code change reuses
-# everything above the code layer and rebuilds in seconds.
+# web interface's static files, the fastship code (changes with every commit),
+# then labels. A code change reuses everything above the code layer and rebuilds
+# in seconds.
 
 # Any Debian-based image with Python >= 3.11 and its venv module (on Debian:
 # python3 and python3-venv). Builder and runtime stages use the same base, so the
@@ -128,6 +130,9 @@ RUN --mount=type=bind,from=debs,source=/debs,target=/debs \
         --shell /usr/sbin/nologin fastship
 
 COPY --from=deps /opt/venv /opt/venv
+# The web interface: static files that `make web-build` (which `make image` runs first)
+# builds on the host into web/dist; the image needs no Node.js (docs/image.md).
+COPY web/dist /opt/fastship/web/dist
 COPY --from=code /opt/fastship /opt/fastship
 
 ENV PATH=/opt/venv/bin:$PATH \

@@ -28,8 +28,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 ## venv: create .venv with the pinned dependencies
 venv: $(VENV)/.installed
 
-## run: serve the API on the embedded SQLite database at http://127.0.0.1:8000
-run: venv
+## run: serve the web interface and the API on the embedded SQLite database at http://127.0.0.1:8000
+run: venv web-if-possible
 	@$(PY) -m app serve
 
 ## admin: create an admin user (asks for email and password)
@@ -52,7 +52,7 @@ system-deps:
 	@tools/system-deps.sh
 
 ## test: the whole suite: system packages, lint, then every test (builds the Kubernetes tools once)
-test: system-deps venv tools lint
+test: system-deps venv tools lint web-build
 	$(BIN)/pytest
 
 ## test-fast: the tests that need no cluster and no image build

@@ -49,8 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.environment is Environment.development:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         print(
-            f"fastship {__version__} on http://{shown}:{port}  "
-            f"(interactive docs: http://{shown}:{port}/docs; log in with Authorize)",
+            f"fastship {__version__}: the web interface on http://{shown}:{port}/  "
+            f"(interactive API docs: http://{shown}:{port}/docs)",
             file=sys.stderr,
             flush=True,
         )

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import func, select
 
-from app import __version__
+from app import __version__, web
 from app.api.deps import Services
 from app.api.routes import auth, health, items, users
 from app.core import errors, metrics, schema
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for module in (items, users, auth):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(web.create_router())
 
     # Added innermost first: requests pass RequestContext, then CORS, then GZip.
     app.add_middleware(CompressWhenAccepted, minimum_size=settings.gzip_minimum_bytes)

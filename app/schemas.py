@@ -33,11 +33,19 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_control_chars)]
-Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[Text, StringConstraints(max_length=5000)]
-FullName = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
-Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+_PRINTABLE = AfterValidator(_no_control_chars)
+Text = Annotated[str, _PRINTABLE]
+# The constraints come first, on the string itself: after a validator they would be
+# checked as generic ones, after no stripping ("   " passed as a name) and with
+# messages about "items" instead of characters.
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _PRINTABLE
+]
+Description = Annotated[str, StringConstraints(max_length=5000), _PRINTABLE]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), _PRINTABLE]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), _PRINTABLE
+]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 

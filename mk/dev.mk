@@ -40,17 +40,17 @@ kind-up:
 	echo "kind cluster $(KIND_CLUSTER) is up: kubectl context $(KIND_CONTEXT), namespace $(DEV_NAMESPACE). Next: make dev"
 
 ## dev: skaffold dev on the kind cluster: build, deploy, sync app/**/*.py, stream logs (Ctrl+C removes the release)
-dev:
+dev: web-build
 	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
 	PATH="$(DEV_PATH)" skaffold dev --profile dev --kube-context '$(KIND_CONTEXT)' --port-forward=user
 
 ## dev-run: skaffold run (the chart's defaults) on the kind cluster and return; dev-delete removes it
-dev-run:
+dev-run: web-build
 	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
 	PATH="$(DEV_PATH)" skaffold run --kube-context '$(KIND_CONTEXT)'
 
 ## dev-prod: skaffold run -p prod (HPA on, two replicas at least) on the kind cluster, with port-forward until Ctrl+C
-dev-prod:
+dev-prod: web-build
 	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) context=$(KIND_CONTEXT)
 	PATH="$(DEV_PATH)" skaffold run --profile prod --kube-context '$(KIND_CONTEXT)' --port-forward=user
 

@@ -27,7 +27,7 @@ IMAGE_BUILD_ARGS = \
 .PHONY: image base-image
 
 ## image: build the container image localhost/fastship:<version> (BASE_IMAGE=... to change the base)
-image:
+image: web-build
 	$(CONTAINER_ENGINE) build --network host $(IMAGE_BUILD_ARGS) \
 		-t $(IMAGE_NAME):$(IMAGE_VERSION) .
 

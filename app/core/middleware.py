@@ -34,7 +34,8 @@ _SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 ]
-_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_CSP_NAME = b"content-security-policy"
+_API_CSP = (_CSP_NAME, b"default-src 'none'; frame-ancestors 'none'")
 # The interactive docs load Swagger UI and ReDoc from their CDN.
 _DOCS_CSP = (
     b"content-security-policy",
@@ -79,8 +80,10 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         path: str = scope["path"]
-        headers_out = [*_SECURITY_HEADERS, _DOCS_CSP if path.startswith(_DOCS_PATHS) else _API_CSP]
-        if path.startswith("/api/"):
+        api = path.startswith("/api/")
+        csp = _DOCS_CSP if path.startswith(_DOCS_PATHS) else _API_CSP
+        headers_out = [*_SECURITY_HEADERS]
+        if api:
             headers_out.append((b"cache-control", b"no-store"))
         headers_out.append((b"x-request-id", request_id.encode()))
 
@@ -98,7 +101,7 @@ class RequestContextMiddleware:
                         f"Request body larger than {self.max_body_bytes} bytes",
                         request_id,
                     ),
-                    headers_out,
+                    [csp, *headers_out],
                 )
                 response_started = True
                 return
@@ -120,7 +123,13 @@ class RequestContextMiddleware:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     response_started = True
-                    message["headers"] = [*message.get("headers", []), *headers_out]
+                    headers = message.get("headers", [])
+                    # Outside the API a response may bring its own policy (the web
+                    # interface's page): it is kept instead of the default one.
+                    if not api and any(name == _CSP_NAME for name, _ in headers):
+                        message["headers"] = [*headers, *headers_out]
+                    else:
+                        message["headers"] = [*headers, csp, *headers_out]
                 await send(message)
 
             await self.app(scope, limited_receive, send_with_headers)
@@ -132,7 +141,7 @@ class RequestContextMiddleware:
                     send,
                     500,
                     _error(500, "internal_error", "Internal error", request_id),
-                    headers_out,
+                    [csp, *headers_out],
                 )
                 response_started = True
             # After the response started there is nothing left to tell the client.

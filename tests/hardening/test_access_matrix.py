@@ -145,6 +145,10 @@ ROWS = [
     Row("GET", "/docs", _static("/docs"), _all(200)),
     Row("GET", "/docs/oauth2-redirect", _static("/docs/oauth2-redirect"), _all(200)),
     Row("GET", "/redoc", _static("/redoc"), _all(200)),
+    # The web interface's page and files: public, like any web page (its data comes
+    # from the API, under the rows below). 200 also before `make web-build`.
+    Row("GET", "/", _static("/"), _all(200)),
+    Row("GET", "/assets/{name}", _static("/assets/no-such-file.js"), _all(404)),
     Row(
         "POST",
         "/api/v1/auth/token",

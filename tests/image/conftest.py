@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.image.engine import BASE_IMAGE_SCRIPT, REPO, Build, Engine
+from tests.web.conftest import web_dist  # noqa: F401 - the Dockerfile copies web/dist
 
 IMAGE_TAG = "localhost/fastship:image-test"
 VERSION = "0.1.0+image-test"
@@ -79,7 +80,12 @@ def _revision() -> str:
 
 
 @pytest.fixture(scope="session")
-def image(engine: Engine, base_image: str, build_secret: Path) -> Image:
+def image(
+    engine: Engine, base_image: str, build_secret: Path, request: pytest.FixtureRequest
+) -> Image:
+    """The image of the working tree, with the web interface built first (the
+    Dockerfile copies web/dist)."""
+    request.getfixturevalue("web_dist")
     revision = _revision()
     build = engine.build(
         REPO,

@@ -35,6 +35,7 @@ CONTEXT_PATHS = (
     "README.md",
     "app",
     "operator",
+    "web/dist",
 )
 
 

@@ -90,6 +90,13 @@ def test_serves_without_a_database_on_sqlite_in_tmp(engine: Engine, image: Image
         server.wait_ready()
         assert signup(port, "sqlite@example.com").startswith(b"HTTP/1.1 201")
         engine("exec", server.name, "test", "-s", "/tmp/fastship.db")
+        # The web interface, from the files the image carries.
+        status, page = http_get(port, "/")
+        assert status == 200
+        script = re.search(rb'src="\./(assets/[^"]+\.js)"', page)
+        assert script, page[:500]
+        status, _ = http_get(port, "/" + script.group(1).decode())
+        assert status == 200
 
 
 def test_serve_is_not_ready_before_migrate(
