@@ -17,9 +17,9 @@ the next one. These tests need root and are marked ``realnode``: deselect them w
 from __future__ import annotations
 
 import atexit
-import secrets
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,6 +35,7 @@ import pytest
 
 from tests.image.engine import BASE_IMAGE_SCRIPT, REPO, Engine
 from tests.support.kube import RESTRICTED_LABELS, Kube, tools_bin
+from tests.web.conftest import web_dist  # noqa: F401 - the Dockerfile copies web/dist
 
 REALNODE = REPO / "tools" / "realnode.sh"
 POSTGRES_CONTEXT = REPO / "tools" / "realnode" / "postgres"
@@ -216,8 +217,9 @@ def node() -> Iterator[Node]:
 
 
 @pytest.fixture(scope="session")
-def images(node: Node) -> dict[str, str]:
+def images(node: Node, request: pytest.FixtureRequest) -> dict[str, str]:
     """The project's image and the Postgres image, built here and loaded into the node."""
+    request.getfixturevalue("web_dist")  # the Dockerfile copies web/dist
     engine = Engine()
     base = subprocess.run(
         [str(BASE_IMAGE_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
