@@ -391,7 +391,7 @@ def deployment_running(image: str, ref: tuple[str, str] = ("db", "uri")) -> dict
                             "env": [
                                 {
                                     "name": "FASTSHIP_DATABASE_URL",
-                                    "valueFrom": {"secretKeyRef": dict(zip(("name", "key"), ref))},
+                                    "valueFrom": {"secretKeyRef": {"name": ref[0], "key": ref[1]}},
                                 }
                             ],
                         }
