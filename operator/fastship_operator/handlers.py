@@ -103,19 +103,26 @@ class State:
 
     async def readiness(self) -> tuple[bool, str]:
         """Ready: start-up finished (kopf starts its watches after it) and the API server
-        lists each kind the operator reconciles, with the operator's credentials."""
+        answers, with the operator's credentials, the list requests that each of its
+        watches starts with (Migrations, AppConfigs, Jobs, Deployments, ConfigMaps)."""
         if not self.started or self.kube is None:
             return False, "starting: not logged in to the API server yet"
         if not self.namespace:
             return False, "no namespace to check: FASTSHIP_OPERATOR_NAMESPACE is not set"
         if time.monotonic() < self._ready_until:
             return True, ""
-        namespace = self.namespace
+        namespace, kube = self.namespace, self.kube
+        paths = [
+            kube.custom_path(namespace, mg.PLURAL),
+            kube.custom_path(namespace, ac.PLURAL),
+            kube.path("batch/v1", namespace, "jobs"),
+            kube.path("apps/v1", namespace, "deployments"),
+            kube.path("v1", namespace, "configmaps"),
+        ]
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 await asyncio.gather(
-                    self.kube.list_custom(namespace, mg.PLURAL, limit=1),
-                    self.kube.list_custom(namespace, ac.PLURAL, limit=1),
+                    *(kube.request("GET", path, query={"limit": "1"}) for path in paths)
                 )
         except (ApiError, OSError, TimeoutError) as exc:
             return False, f"the API server does not answer the operator's lists: {exc}"

@@ -270,6 +270,7 @@ def test_metrics_and_readiness_on_their_own_port(kube: Kube, operator: Operator)
 
     # Readiness means the API answers the operator's own requests: without its Role's
     # binding it does not, and /readyz says so.
+    operator.expect_forbidden = True
     kube.kubectl("delete", "rolebinding", OPERATOR_SA, "-n", ns)
     try:
         _, reason = wait_until(
