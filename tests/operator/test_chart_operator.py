@@ -154,3 +154,31 @@ def test_the_charts_appconfig_fits_its_deployment(render: Render) -> None:
     port = ac.check_against_deployment(FULLNAME, {"FASTSHIP_PORT": "9000"}, deployment, [])
     assert port.reason == "ConflictsWithDeployment"
     assert "FASTSHIP_PORT: container server" in port.problems[0]
+
+
+def test_no_fixed_ids_for_platforms_that_assign_them(render: Render) -> None:
+    """OpenShift's restricted-v2 assigns user and group ids per namespace and refuses pods
+    that ask for others: with the chart's ids unset, no fastship pod asks for any."""
+    unset = {"runAsUser": None, "runAsGroup": None}
+    rendered = render(
+        {
+            "podSecurityContext": {**unset, "fsGroup": None},
+            "securityContext": unset,
+            "postgresql": {"mode": "external", "external": {"existingSecret": "db"}},
+        }
+    )
+    migration = rendered.get("Migration", FULLNAME)
+    job = mg.build_job(
+        {**migration, "metadata": {"name": FULLNAME, "namespace": "apps", "uid": "u"}},
+        mg.parse_spec(migration["spec"]),
+    )
+    pods = [d["spec"]["template"]["spec"] for d in rendered.all("Deployment")]
+    pods.append(job["spec"]["template"]["spec"])
+    for pod in pods:
+        contexts = [pod.get("securityContext") or {}] + [
+            c.get("securityContext") or {}
+            for c in [*(pod.get("initContainers") or ()), *pod["containers"]]
+        ]
+        for context in contexts:
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context), context
+        assert pod["securityContext"]["runAsNonRoot"] is True

@@ -26,6 +26,19 @@ def test_help_runs() -> None:
     assert "FASTSHIP_OPERATOR_NAMESPACE" in proc.stdout
 
 
+def test_a_bad_metrics_address_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastship_operator", "--namespace", "x", "--metrics", "8081"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--metrics must be host:port (e.g. 0.0.0.0:8081) or 'off'" in proc.stderr
+
+
 def test_namespace_precedence(tmp_path: Path) -> None:
     ns_file = tmp_path / "namespace"
     ns_file.write_text("from-pod\n")
