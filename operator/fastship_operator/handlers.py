@@ -534,8 +534,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     )
     address = os.environ.get(METRICS_ENV, "off").strip()
     if address.lower() != "off":
-        host, _colon, port = address.rpartition(":")
-        if not port.isdigit():
+        host, colon, port = address.rpartition(":")
+        if not colon or not port.isdigit():
             raise kopf.PermanentError(f"{METRICS_ENV} must be host:port or off, not {address!r}")
         current.endpoint = metrics.Endpoint(current.readiness)
         await current.endpoint.start(host or "0.0.0.0", int(port))  # noqa: S104

@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = args.metrics.strip()
     if metrics.lower() != "off":
-        _, _, port = metrics.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        _, colon, port = metrics.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
             parser.error(f"--metrics must be host:port (e.g. {DEFAULT_METRICS}) or 'off'")
     # The handlers read these at start-up (the chart sets the others directly).
     os.environ[NAMESPACE_ENV] = namespace
