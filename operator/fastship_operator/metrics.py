@@ -48,8 +48,8 @@ JOBS_CREATED = Counter(
 )
 REFUSED = Counter(
     "fastship_operator_refused_total",
-    "Changes the operator refused, by kind and reason (e.g. ImageNotAllowed, "
-    "ConflictsWithDeployment, DeploymentClaimed).",
+    "Reconciles that refused what an object asks for, by kind and reason (e.g. "
+    "ImageNotAllowed, ConflictsWithDeployment, DeploymentClaimed).",
     ["kind", "reason"],
     registry=REGISTRY,
 )
