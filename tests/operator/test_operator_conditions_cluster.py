@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pytest
+
 from tests.operator.conftest import Operator, condition, get, wait_applied, wait_for
 from tests.operator.harness import OPERATOR_SA, bind_operator_role
 from tests.operator.test_appconfig_cluster import (
@@ -158,25 +160,29 @@ def test_an_edited_or_deleted_configmap_is_repaired(kube: Kube, operator: Operat
     assert repaired["metadata"]["ownerReferences"][0]["kind"] == "AppConfig"
 
 
-def test_each_operator_reconciles_only_its_own_release(kube: Kube, operator: Operator) -> None:
+def release_objects(release: str) -> list[dict[str, Any]]:
+    """Deployment, AppConfig and Migration of one release, labelled as the chart does."""
+    dep = restricted_deployment()
+    dep["metadata"]["name"] = f"{release}-app"
+    dep["spec"]["selector"]["matchLabels"] = {"app": f"{release}-app"}
+    dep["spec"]["template"]["metadata"]["labels"] = {"app": f"{release}-app"}
+    loading(dep, f"{release}-config")
+    config = appconfig({"log_level": "DEBUG" if release == "blue" else "WARNING"}, name=release)
+    config["spec"]["deploymentRef"]["name"] = f"{release}-app"
+    config["metadata"]["labels"] = {INSTANCE: release}
+    mig = migration(f"{release}-mig")
+    mig["metadata"]["labels"] = {INSTANCE: release}
+    return [dep, config, mig]
+
+
+def test_each_operator_reconciles_only_its_own_release(
+    kube: Kube, operator: Operator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ns = operator.namespace
     operator.restart(FASTSHIP_OPERATOR_INSTANCE="blue")
-    for release in ("blue", "green"):
-        dep = restricted_deployment()
-        dep["metadata"]["name"] = f"{release}-app"
-        dep["spec"]["selector"]["matchLabels"] = {"app": f"{release}-app"}
-        dep["spec"]["template"]["metadata"]["labels"] = {"app": f"{release}-app"}
-        loading(dep, f"{release}-config")
-        kube.apply(dep, namespace=ns)
-        config = appconfig({"log_level": "DEBUG"}, name=release)
-        config["spec"]["deploymentRef"]["name"] = f"{release}-app"
-        config["metadata"]["labels"] = {INSTANCE: release}
-        kube.apply(config, namespace=ns)
-        mig = migration(f"{release}-mig")
-        mig["metadata"]["labels"] = {INSTANCE: release}
-        kube.apply(mig, namespace=ns)
-
-    wait_applied(kube, ns, "blue's AppConfig applied", name="blue")
+    kube.apply(release_objects("blue"), namespace=ns)
+    kube.apply(release_objects("green"), namespace=ns)
+    blue = wait_applied(kube, ns, "blue's AppConfig applied", name="blue")
     wait_for(kube, "migration", "blue-mig", ns, phase_is("Succeeded"), "blue's Migration")
     time.sleep(3)  # time enough for a wrong reconcile of green's objects
     green = get(kube, "appconfig", "green", ns)
@@ -187,9 +193,28 @@ def test_each_operator_reconciles_only_its_own_release(kube: Kube, operator: Ope
     assert not green_mig.get("status"), green_mig
     assert get(kube, "configmap", "green-config", ns) is None
     assert template_hash(get(kube, "deployment", "green-app", ns)) is None
-    assert [
-        j for j in kube.get("jobs", namespace=ns)["items"] if "green" in j["metadata"]["name"]
-    ] == []
+    jobs = [j["metadata"]["name"] for j in kube.get("jobs", namespace=ns)["items"]]
+    assert not [j for j in jobs if j.startswith("green")], jobs
+
+    # green's own operator, next to blue's: each configures its own, nothing flips.
+    green_operator = Operator(ns, operator.kubeconfig, monkeypatch)
+    green_operator.env.update(FASTSHIP_OPERATOR_INSTANCE="green")
+    green_operator.start()
+    try:
+        green = wait_applied(kube, ns, "green's AppConfig applied", name="green")
+        wait_for(kube, "migration", "green-mig", ns, phase_is("Succeeded"), "green's Migration")
+        for _ in range(6):
+            for release, config in (("blue", blue), ("green", green)):
+                dep = get(kube, "deployment", f"{release}-app", ns)
+                assert template_hash(dep) == config["status"]["configHash"], release
+            time.sleep(0.5)
+        assert get(kube, "appconfig", "blue", ns)["status"] == blue["status"]  # type: ignore[index]
+    finally:
+        green_operator.stop()
+    # green's operator sees blue's objects in its watches, and leaves them alone.
+    for line in ("AppConfig blue:", "Migration blue-mig:", "for Migration blue-mig"):
+        assert line not in green_operator.output
+    assert "AppConfig green:" in green_operator.output
 
 
 def test_a_migration_runs_only_the_image_of_the_deployment_it_gates(
