@@ -293,6 +293,7 @@ class State:
         appconfig = await self.api.get_custom(namespace, ac.PLURAL, name)
         if appconfig is None:
             self.applied.pop(key, None)
+            self.first_seen.pop(key, None)
             self.appconfigs.forget(key)
             return None
         if not self.in_scope(appconfig):
@@ -538,7 +539,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         if not colon or not port.isdigit():
             raise kopf.PermanentError(f"{METRICS_ENV} must be host:port or off, not {address!r}")
         current.endpoint = metrics.Endpoint(current.readiness)
-        await current.endpoint.start(host or "0.0.0.0", int(port))  # noqa: S104
+        try:
+            await current.endpoint.start(host or "0.0.0.0", int(port))  # noqa: S104
+        except OSError as exc:
+            raise kopf.PermanentError(
+                f"cannot serve /metrics and /readyz on {address} ({exc}): choose another "
+                f"port with --metrics or {METRICS_ENV}"
+            ) from None
     logger.info(
         "reconciling %s",
         f"release {current.instance}" if current.instance else "every release",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,22 @@ def test_log_lines_are_json_with_the_object(capsys: pytest.CaptureFixture[str]) 
     assert entry["object"] == "Migration/shop/app"
     assert "settings" not in entry
     assert "k8s_ref" not in entry
+
+
+def test_a_taken_metrics_port_stops_the_operator_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastship_operator", "--namespace", "x", "--liveness", "off",
+             "--metrics", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            check=False,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"cannot serve /metrics and /readyz on 127.0.0.1:{port}" in proc.stdout
+    assert "choose another port with --metrics or FASTSHIP_OPERATOR_METRICS" in proc.stdout
