@@ -90,13 +90,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        status = schema.migrate(settings)
+        status = schema.migrate(
+            settings,
+            lock_timeout=args.lock_timeout,
+            deadline=args.deadline or None,  # 0 from the environment: no limit
+            report=lambda message: print(f"migrate: {message}", file=sys.stderr, flush=True),
+        )
+    except schema.MigrationError as exc:
+        print(f"migration failed: {exc}", file=sys.stderr)
+        _termination_message(args.termination_log, f"failed: {exc}")
+        return 1
     except Exception as exc:
         print(f"migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         _termination_message(args.termination_log, f"failed: {type(exc).__name__}")
         return 1
     revision = status.database_revision or ""
     print(f"database at revision {revision} ({status.state.value})", flush=True)
+    if status.state is schema.SchemaState.newer:
+        print(f"nothing to do: {status.describe()}", file=sys.stderr, flush=True)
     # Kubernetes reads this file into the pod's status, where the operator finds it.
     _termination_message(args.termination_log, revision)
     return 0
@@ -211,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="/dev/termination-log",
         help="file that receives the applied revision (Kubernetes termination message)",
     )
+    migrate.add_argument(
+        "--lock-timeout",
+        type=_non_negative,
+        default=_env_seconds(LOCK_TIMEOUT_ENV, 5.0),
+        help="seconds one statement may wait for a table or row lock before the migration "
+        f"is rolled back and retried; 0 waits forever (default 5, or ${LOCK_TIMEOUT_ENV})",
+    )
+    migrate.add_argument(
+        "--deadline",
+        type=_positive,
+        default=_env_seconds(DEADLINE_ENV, None),
+        help="seconds for the whole run: waiting for another migration's lock and the "
+        f"retries (default: no limit, or ${DEADLINE_ENV}; the operator sets it from the "
+        "Job's activeDeadlineSeconds)",
+    )
     migrate.set_defaults(func=cmd_migrate)
 
     wait = sub.add_parser("wait-for-schema", help="block until the schema serves this code")
@@ -234,6 +260,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(func=cmd_settings_schema)
     return parser
+
+
+LOCK_TIMEOUT_ENV = "FASTSHIP_MIGRATE_LOCK_TIMEOUT_SECONDS"
+DEADLINE_ENV = "FASTSHIP_MIGRATE_DEADLINE_SECONDS"
+
+
+def _env_seconds(name: str, default: float | None) -> float | None:
+    """A default of seconds from the environment; a bad value stops with exit 2."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        print(f"{name} must be a number of seconds (0 or more), got {text!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _positive(text: str) -> float:

@@ -195,7 +195,13 @@ def run(changes: int) -> int:
                             "metadata": {"labels": {"app": "app"}},
                             "spec": {
                                 "containers": [
-                                    {"name": "app", "image": "registry.k8s.io/pause:3.10"}
+                                    {
+                                        "name": "app",
+                                        "image": "registry.k8s.io/pause:3.10",
+                                        # The AppConfig's ConfigMap: the operator refuses
+                                        # settings that no container loads.
+                                        "envFrom": [{"configMapRef": {"name": "app-config"}}],
+                                    }
                                 ]
                             },
                         },
@@ -205,7 +211,14 @@ def run(changes: int) -> int:
             )
             port = free_port()
             liveness = f"http://127.0.0.1:{port}/healthz"
-            env = dict(os.environ, KUBECONFIG=str(kubeconfig), FASTSHIP_OPERATOR_LOG_LEVEL="INFO")
+            env = dict(
+                os.environ,
+                KUBECONFIG=str(kubeconfig),
+                FASTSHIP_OPERATOR_LOG_LEVEL="INFO",
+                # The Deployment runs pause, not the Migrations' image.
+                FASTSHIP_OPERATOR_ALLOWED_IMAGES="registry.example/*",
+                FASTSHIP_OPERATOR_METRICS=f"127.0.0.1:{free_port()}",
+            )
             env.pop("KUBERNETES_SERVICE_HOST", None)
             log_path = Path(tmp) / "operator.log"
             with log_path.open("wb") as log:

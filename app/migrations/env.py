@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 import app.models  # noqa: F401  (registers the tables on Base.metadata)
 from app.core.config import get_settings
@@ -33,6 +34,9 @@ def run_migrations_online() -> None:
     engine = create_sync_engine(get_settings())
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # The API's statement_timeout is for requests: a migration may take longer.
+                conn.execute(text("SET statement_timeout = 0"))
             _run(conn)
             conn.commit()
     finally:

@@ -9,7 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.config import validate_overrides
+from pydantic import ValidationError
+
+from app.core.config import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    env_name,
+    secret_field_names,
+    validate_overrides,
+)
 from fastship_operator import MANAGED_BY
 from fastship_operator.conditions import FALSE, TRUE, Condition, merge_conditions
 from fastship_operator.migrations import owner_reference
@@ -23,10 +32,11 @@ HASH_LENGTH = 16
 
 @dataclass(frozen=True)
 class Validation:
-    """The outcome of validating ``spec.settings``."""
+    """The outcome of validating ``spec.settings``; ``reason`` names the kind of problem."""
 
     data: dict[str, str]
     problems: list[str]
+    reason: str = "InvalidSettings"
 
     @property
     def valid(self) -> bool:
@@ -40,6 +50,128 @@ def validate(spec: Mapping[str, Any]) -> Validation:
         return Validation({}, ["spec.settings: must be a map of strings"])
     data, problems = validate_overrides(settings)
     return Validation(data, [f"{p.key}: {p.message}" for p in problems])
+
+
+# Values that stand in for what the Deployment takes from Secrets (the operator never
+# reads them): any real value passes the same checks.
+_PLACEHOLDERS = {"database_url": "postgresql+psycopg://user@placeholder:5432/db"}
+_PLACEHOLDER = "placeholder-" + "x" * 48
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+
+
+def _field(env: str) -> str | None:
+    """The Settings field an environment variable sets, if any."""
+    if not env.upper().startswith(ENV_PREFIX):
+        return None
+    name = env[len(ENV_PREFIX) :].lower()
+    return name if name in Settings.model_fields else None
+
+
+def _settings_problems(fields: Mapping[str, str]) -> list[str]:
+    try:
+        Settings.model_validate(dict(fields)).check_can_serve()
+    except ValidationError as exc:
+        return [
+            (str(e["loc"][0]) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+    except SettingsError as exc:
+        return [str(exc)]
+    return []
+
+
+def check_against_deployment(
+    appconfig_name: str,
+    data: Mapping[str, str],
+    deployment: Mapping[str, Any],
+    gating_migrations: list[str],
+) -> Validation:
+    """Check valid overrides against the Deployment whose pods they land in.
+
+    Refused: a setting that a container sets in its own ``env`` (``env`` wins over
+    ``envFrom``, so it would never take effect); settings that, together with the
+    container's environment, make the service refuse to start (e.g. ``database_host``
+    where the Deployment sets the database URL); ``auto_migrate`` on a Deployment that a
+    Migration gates (every starting pod would migrate, past the gate); and a Deployment
+    whose containers do not load the ConfigMap at all.
+    """
+    name = deployment.get("metadata", {}).get("name", "")
+    configmap = configmap_name(appconfig_name)
+    pod = (deployment.get("spec") or {}).get("template", {}).get("spec") or {}
+    containers = [
+        c
+        for c in pod.get("containers") or ()
+        if any(
+            (source.get("configMapRef") or {}).get("name") == configmap
+            for source in c.get("envFrom") or ()
+        )
+    ]
+    if not containers:
+        return Validation(
+            dict(data),
+            [
+                f"no container of Deployment {name} loads ConfigMap {configmap} "
+                f"(envFrom: [{{configMapRef: {{name: {configmap}}}}}]): the settings "
+                "could not take effect"
+            ],
+            "NotLoadedByDeployment",
+        )
+    problems: list[str] = []
+    secrets = secret_field_names()
+    wanted = {_field(key): value for key, value in data.items()}
+    for container in containers:
+        where = f"container {container.get('name')} of Deployment {name}"
+        env_fields: dict[str, str] = {}
+        set_by_env: set[str] = set()
+        for entry in container.get("env") or ():
+            field = _field(str(entry.get("name", "")))
+            if field is None:
+                continue
+            set_by_env.add(field)
+            if "value" in entry and field not in secrets:
+                env_fields[field] = str(entry["value"])
+            elif field in secrets:
+                env_fields[field] = _PLACEHOLDERS.get(field, _PLACEHOLDER)
+        for field in sorted(set_by_env & set(wanted)):
+            problems.append(
+                f"{env_name(field)}: {where} sets it in env, which overrides the ConfigMap: "
+                "remove it from the AppConfig (or from the Deployment's env)"
+            )
+        if problems:
+            continue
+        before = _settings_problems(env_fields)
+        after = _settings_problems({**env_fields, **{k: v for k, v in wanted.items() if k}})
+        if not before and after:
+            problems.extend(f"with the environment of {where}: {p}" for p in after)
+    auto = wanted.get("auto_migrate")
+    if auto is not None and _truthy(auto) and gating_migrations:
+        problems.append(
+            f"{env_name('auto_migrate')}: Migration {', '.join(gating_migrations)} gates "
+            f"Deployment {name}; with auto_migrate every starting pod would migrate, past "
+            "that gate: remove it (the Migration's Job migrates)"
+        )
+    return Validation(dict(data), problems, "ConflictsWithDeployment" if problems else "Valid")
+
+
+def claimant(appconfigs: list[Mapping[str, Any]], deployment: str) -> str | None:
+    """Of the AppConfigs that reference ``deployment``, the one that configures it: the
+    oldest (then by name). The others are refused, or they would roll it in turn."""
+    claims = [
+        a
+        for a in appconfigs
+        if str(((a.get("spec") or {}).get("deploymentRef") or {}).get("name") or "") == deployment
+        and not (a.get("metadata") or {}).get("deletionTimestamp")
+    ]
+    if not claims:
+        return None
+    first = min(
+        claims,
+        key=lambda a: (str(a["metadata"].get("creationTimestamp") or ""), a["metadata"]["name"]),
+    )
+    return str(first["metadata"]["name"])
 
 
 def config_hash(data: Mapping[str, str]) -> str:
@@ -72,6 +204,18 @@ def build_configmap(appconfig: Mapping[str, Any], data: Mapping[str, str]) -> di
         },
         "data": dict(data),
     }
+
+
+def owner_name(configmap: Mapping[str, Any]) -> str | None:
+    """Name of the AppConfig that controls a ConfigMap, if any."""
+    for ref in (configmap.get("metadata") or {}).get("ownerReferences") or ():
+        if (
+            ref.get("controller")
+            and ref.get("kind") == KIND
+            and str(ref.get("apiVersion", "")).startswith("fastship.dev/")
+        ):
+            return str(ref.get("name"))
+    return None
 
 
 def deployment_hash(deployment: Mapping[str, Any]) -> str | None:
@@ -107,7 +251,7 @@ def build_status(
         valid = Condition(
             "Valid",
             FALSE,
-            "InvalidSettings",
+            validation.reason,
             f"{len(validation.problems)} problem(s): " + "; ".join(validation.problems),
         )
     status: dict[str, Any] = {"observedGeneration": generation}
@@ -118,9 +262,38 @@ def build_status(
     if applied_at:
         status["appliedAt"] = applied_at
     status["conditions"] = merge_conditions(
-        prev.get("conditions"), [valid, applied], generation=generation, now=now
+        prev.get("conditions"),
+        [valid, applied, *readiness(valid, applied)],
+        generation=generation,
+        now=now,
     )
     return status
+
+
+# Applied=False reasons that change by themselves (no one needs to act).
+TRANSIENT = frozenset({"DeploymentNotFound"})
+
+
+def readiness(valid: Condition, applied: Condition) -> list[Condition]:
+    """Ready / Reconciling / Stalled, as kstatus (Flux, Argo CD, kpt) reads them."""
+    if valid.status == TRUE and applied.status == TRUE:
+        return [
+            Condition("Ready", TRUE, applied.reason, applied.message),
+            Condition("Reconciling", FALSE, applied.reason, ""),
+            Condition("Stalled", FALSE, applied.reason, ""),
+        ]
+    cause = valid if valid.status != TRUE else applied
+    if cause.reason in TRANSIENT:
+        return [
+            Condition("Ready", FALSE, cause.reason, cause.message),
+            Condition("Reconciling", TRUE, cause.reason, cause.message),
+            Condition("Stalled", FALSE, cause.reason, ""),
+        ]
+    return [
+        Condition("Ready", FALSE, cause.reason, cause.message),
+        Condition("Reconciling", FALSE, cause.reason, ""),
+        Condition("Stalled", TRUE, cause.reason, cause.message),
+    ]
 
 
 def applied_condition(
@@ -132,7 +305,7 @@ def applied_condition(
         return Condition(
             "Applied",
             FALSE,
-            "InvalidSettings",
+            validation.reason,
             f"nothing applied: the last valid configuration{kept} stays in place",
         )
     if not found:

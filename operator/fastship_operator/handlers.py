@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 
-from fastship_operator import GROUP, MANAGED_BY, VERSION
+from fastship_operator import GROUP, MANAGED_BY, VERSION, metrics
 from fastship_operator import appconfigs as ac
 from fastship_operator import migrations as mg
 from fastship_operator.conditions import FALSE, TRUE, Condition, find, now_rfc3339, status_patch
@@ -34,6 +36,22 @@ logger = logging.getLogger("fastship_operator")
 POLL_RUNNING_SECONDS = 10.0
 # A Job of a deleted Migration with the same name waits for the garbage collector.
 WAIT_FOR_GC_SECONDS = 3.0
+# A Migration whose image the Deployment does not run (yet: helm applies both at once)
+# is looked at again after this long.
+WAIT_FOR_IMAGE_SECONDS = 5.0
+
+# The release whose objects this operator reconciles (label app.kubernetes.io/instance);
+# unset: every Migration and AppConfig of the namespace.
+INSTANCE_ENV = "FASTSHIP_OPERATOR_INSTANCE"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+# Comma-separated image patterns (shell globs) a Migration may run without being an
+# image of the Deployment it gates.
+ALLOWED_IMAGES_ENV = "FASTSHIP_OPERATOR_ALLOWED_IMAGES"
+# host:port of /metrics and /readyz, or "off".
+METRICS_ENV = "FASTSHIP_OPERATOR_METRICS"
+# How long a successful readiness check of the API is reused.
+READY_CACHE_SECONDS = 5.0
+READY_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -45,10 +63,71 @@ class State:
     appconfigs: WorkQueue[Key] = field(init=False)
     # config hash each AppConfig rolled out, to ignore Deployment events that change nothing
     applied: dict[Key, str] = field(default_factory=dict)
+    # generation of each Deployment at the last reconcile of an AppConfig on it
+    deployment_generations: dict[Key, int] = field(default_factory=dict)
+    # (generation, monotonic time) each AppConfig generation was first seen
+    first_seen: dict[Key, tuple[int, float]] = field(default_factory=dict)
+    instance: str | None = None
+    namespace: str = ""
+    allowed_images: tuple[str, ...] = ()
+    started: bool = False
+    endpoint: metrics.Endpoint | None = None
+    _ready_until: float = 0.0
 
     def __post_init__(self) -> None:
-        self.migrations = WorkQueue("migration", self.reconcile_migration)
-        self.appconfigs = WorkQueue("appconfig", self.reconcile_appconfig)
+        self.migrations = WorkQueue("migration", self._timed("migration", self.reconcile_migration))
+        self.appconfigs = WorkQueue("appconfig", self._timed("appconfig", self.reconcile_appconfig))
+
+    @staticmethod
+    def _timed(kind: str, reconcile: Any) -> Any:
+        async def run(key: Key) -> float | None:
+            t0 = time.perf_counter()
+            try:
+                result: float | None = await reconcile(key)
+            except Exception:
+                metrics.RECONCILES.labels(kind, "error").inc()
+                raise
+            finally:
+                metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - t0)
+            metrics.RECONCILES.labels(kind, "ok").inc()
+            return result
+
+        return run
+
+    def in_scope(self, obj: Mapping[str, Any]) -> bool:
+        """Whether ``obj`` belongs to this operator's release (all objects without one)."""
+        if not self.instance:
+            return True
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return bool(labels.get(INSTANCE_LABEL) == self.instance)
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready: start-up finished (kopf starts its watches after it) and the API server
+        answers, with the operator's credentials, the list requests that each of its
+        watches starts with (Migrations, AppConfigs, Jobs, Deployments, ConfigMaps)."""
+        if not self.started or self.kube is None:
+            return False, "starting: not logged in to the API server yet"
+        if not self.namespace:
+            return False, "no namespace to check: FASTSHIP_OPERATOR_NAMESPACE is not set"
+        if time.monotonic() < self._ready_until:
+            return True, ""
+        namespace, kube = self.namespace, self.kube
+        paths = [
+            kube.custom_path(namespace, mg.PLURAL),
+            kube.custom_path(namespace, ac.PLURAL),
+            kube.path("batch/v1", namespace, "jobs"),
+            kube.path("apps/v1", namespace, "deployments"),
+            kube.path("v1", namespace, "configmaps"),
+        ]
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await asyncio.gather(
+                    *(kube.request("GET", path, query={"limit": "1"}) for path in paths)
+                )
+        except (ApiError, OSError, TimeoutError) as exc:
+            return False, f"the API server does not answer the operator's lists: {exc}"
+        self._ready_until = time.monotonic() + READY_CACHE_SECONDS
+        return True, ""
 
     @property
     def api(self) -> Kube:
@@ -62,6 +141,9 @@ class State:
         namespace, name = key
         migration = await self.api.get_custom(namespace, mg.PLURAL, name)
         if migration is None:
+            self.migrations.forget(key)
+            return None
+        if not self.in_scope(migration):
             self.migrations.forget(key)
             return None
         meta = migration["metadata"]
@@ -112,6 +194,8 @@ class State:
                     "delete or rename it",
                 )
         assert outcome is not None
+        if outcome.reason == "ImageNotAllowed":
+            requeue = WAIT_FOR_IMAGE_SECONDS
         await self._write_migration(migration, job_name, outcome)
         return requeue
 
@@ -119,6 +203,18 @@ class State:
         self, migration: Mapping[str, Any], job_spec: mg.JobSpec, job_name: str
     ) -> tuple[dict[str, Any] | None, mg.JobOutcome | None]:
         namespace = migration["metadata"]["namespace"]
+        deployment_name = str(
+            ((migration.get("spec") or {}).get("deploymentRef") or {}).get("name") or ""
+        )
+        deployment = (
+            await self.api.get_deployment(namespace, deployment_name) if deployment_name else None
+        )
+        problem = mg.admission_problem(
+            job_spec, deployment_name or None, deployment, self.allowed_images
+        )
+        if problem:
+            metrics.REFUSED.labels("migration", "ImageNotAllowed").inc()
+            return None, mg.JobOutcome(mg.PENDING, "ImageNotAllowed", problem)
         body = mg.build_job(migration, job_spec)
         try:
             job = await self.api.create_job(namespace, body)
@@ -130,6 +226,7 @@ class State:
                     mg.PENDING, "JobRejected", f"creating Job {job_name}: {api_message(exc)}"
                 )
             raise
+        metrics.JOBS_CREATED.inc()
         _event(
             migration,
             type="Normal",
@@ -158,6 +255,13 @@ class State:
         )
         if mg.same_status(previous, status):
             return
+        if status["phase"] in mg.TERMINAL and (
+            previous.get("phase") != status["phase"] or previous.get("jobName") != job_name
+        ):
+            metrics.MIGRATION_JOBS.labels(status["phase"]).inc()
+            seconds = _seconds_between(outcome.started_at, outcome.completed_at)
+            if seconds is not None:
+                metrics.MIGRATION_SECONDS.labels(status["phase"]).observe(seconds)
         await self.api.patch_status(
             meta["namespace"], mg.PLURAL, meta["name"], status_patch(previous, status)
         )
@@ -189,10 +293,18 @@ class State:
         appconfig = await self.api.get_custom(namespace, ac.PLURAL, name)
         if appconfig is None:
             self.applied.pop(key, None)
+            self.first_seen.pop(key, None)
+            self.appconfigs.forget(key)
+            return None
+        if not self.in_scope(appconfig):
+            self.applied.pop(key, None)
             self.appconfigs.forget(key)
             return None
         previous = appconfig.get("status") or {}
         spec = appconfig.get("spec") or {}
+        generation = int(appconfig["metadata"].get("generation") or 0)
+        if self.first_seen.get(key, (None, 0.0))[0] != generation:
+            self.first_seen[key] = (generation, time.monotonic())
         deployment = str((spec.get("deploymentRef") or {}).get("name") or "")
         validation = ac.validate(spec)
         previous_hash = previous.get("configHash")
@@ -200,8 +312,41 @@ class State:
         applied_at: str | None = previous.get("appliedAt")
         configmap: str | None = previous.get("configMapName")
         events: list[tuple[str, str, str]] = []
+        claimed_by: str | None = None
+        target: dict[str, Any] | None = None
+        if validation.valid:
+            others, target = await asyncio.gather(
+                self.api.list_custom(namespace, ac.PLURAL),
+                self.api.get_deployment(namespace, deployment),
+            )
+            first = ac.claimant([a for a in others if self.in_scope(a)], deployment)
+            if first is not None and first != name:
+                claimed_by = first
+            elif target is not None:
+                self.deployment_generations[(namespace, deployment)] = int(
+                    target["metadata"].get("generation") or 0
+                )
+                gating = [
+                    m["metadata"]["name"]
+                    for m in await self.api.list_custom(namespace, mg.PLURAL)
+                    if self.in_scope(m)
+                    and ((m.get("spec") or {}).get("deploymentRef") or {}).get("name") == deployment
+                ]
+                validation = ac.check_against_deployment(name, validation.data, target, gating)
 
-        if not validation.valid:
+        if claimed_by is not None:
+            applied = Condition(
+                "Applied",
+                FALSE,
+                "DeploymentClaimed",
+                f"Deployment {deployment} is configured by AppConfig {claimed_by}, which "
+                "came first; nothing applied: merge these settings into "
+                f"{claimed_by}, or delete one of the two",
+            )
+            metrics.REFUSED.labels("appconfig", "DeploymentClaimed").inc()
+        elif not validation.valid:
+            if validation.reason != "InvalidSettings":
+                metrics.REFUSED.labels("appconfig", validation.reason).inc()
             applied = ac.applied_condition(
                 validation=validation,
                 deployment=deployment,
@@ -211,10 +356,7 @@ class State:
             )
         else:
             hash_ = ac.config_hash(validation.data)
-            current, target = await asyncio.gather(
-                self.api.get_configmap(namespace, ac.configmap_name(name)),
-                self.api.get_deployment(namespace, deployment),
-            )
+            current = await self.api.get_configmap(namespace, ac.configmap_name(name))
             conflict = await self._ensure_configmap(appconfig, validation.data, current)
             if conflict:
                 applied = Condition("Applied", FALSE, "ConfigMapConflict", conflict)
@@ -232,6 +374,10 @@ class State:
                         await self.api.patch_deployment(
                             namespace, deployment, ac.deployment_patch(hash_)
                         )
+                        metrics.CONFIG_ROLLOUTS.inc()
+                        seen = self.first_seen.get(key)
+                        if seen is not None and seen[0] == generation:
+                            metrics.CONFIG_APPLY_SECONDS.observe(time.monotonic() - seen[1])
                         applied_at = now_rfc3339()
                         events.append(
                             (
@@ -247,7 +393,7 @@ class State:
 
         status = ac.build_status(
             previous=previous,
-            generation=int(appconfig["metadata"].get("generation") or 0),
+            generation=generation,
             validation=validation,
             applied=applied,
             applied_hash=applied_hash,
@@ -266,7 +412,7 @@ class State:
                 events.append(("Warning", "InvalidSettings", str(valid_now.get("message"))))
             applied_before = find(previous, "Applied") or {}
             if (
-                validation.valid
+                (validation.valid or claimed_by is not None)
                 and applied.status == FALSE
                 and applied_before.get("reason") != applied.reason
             ):
@@ -292,7 +438,10 @@ class State:
         meta = appconfig["metadata"]
         wanted = ac.build_configmap(appconfig, data)
         name = wanted["metadata"]["name"]
+        recorded = (appconfig.get("status") or {}).get("configMapName") == name
         if current is None:
+            if recorded:  # it existed, and someone deleted it
+                metrics.CONFIGMAP_REPAIRS.inc()
             try:
                 await self.api.create_configmap(meta["namespace"], wanted)
             except ApiError as exc:
@@ -311,6 +460,12 @@ class State:
             current_meta.get("annotations") or {}
         ).get(ac.HASH_ANNOTATION) == wanted["metadata"]["annotations"][ac.HASH_ANNOTATION]:
             return None
+        if (
+            recorded
+            and (current_meta.get("annotations") or {}).get(ac.HASH_ANNOTATION)
+            == wanted["metadata"]["annotations"][ac.HASH_ANNOTATION]
+        ):
+            metrics.CONFIGMAP_REPAIRS.inc()  # same settings, different data: someone edited it
         wanted["metadata"]["resourceVersion"] = current_meta.get("resourceVersion")
         # Keep labels and annotations that others (kubectl users, policies) added.
         wanted["metadata"]["labels"] = {
@@ -325,10 +480,24 @@ class State:
         return None
 
     async def close(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.stop()
         await self.migrations.close()
         await self.appconfigs.close()
         if self.kube is not None:
             await self.kube.close()
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    from datetime import datetime
+
+    if not start or not end:
+        return None
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _event(obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
@@ -358,7 +527,34 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # One replica; kopf's peering resources are not installed.
     settings.peering.standalone = True
     settings.watching.connect_timeout = 30
-    state(memo)
+    current = state(memo)
+    current.instance = os.environ.get(INSTANCE_ENV, "").strip() or None
+    current.namespace = os.environ.get("FASTSHIP_OPERATOR_NAMESPACE", "").strip()
+    current.allowed_images = tuple(
+        p.strip() for p in os.environ.get(ALLOWED_IMAGES_ENV, "").split(",") if p.strip()
+    )
+    address = os.environ.get(METRICS_ENV, "off").strip()
+    if address.lower() != "off":
+        host, colon, port = address.rpartition(":")
+        if not colon or not port.isdigit():
+            raise kopf.PermanentError(f"{METRICS_ENV} must be host:port or off, not {address!r}")
+        current.endpoint = metrics.Endpoint(current.readiness)
+        try:
+            await current.endpoint.start(host or "0.0.0.0", int(port))  # noqa: S104
+        except OSError as exc:
+            raise kopf.PermanentError(
+                f"cannot serve /metrics and /readyz on {address} ({exc}): choose another "
+                f"port with --metrics or {METRICS_ENV}"
+            ) from None
+    logger.info(
+        "reconciling %s",
+        f"release {current.instance}" if current.instance else "every release",
+        extra={
+            "allowed_images": ",".join(current.allowed_images) or "none",
+            "metrics": address,
+        },
+    )
+    current.started = True
 
 
 @kopf.on.login()
@@ -387,8 +583,12 @@ async def reconciles(memo: Any, **_: Any) -> int:
 
 
 @kopf.on.event(GROUP, VERSION, mg.PLURAL)
-async def migration_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    state(memo).migrations.add((namespace or "", name))
+async def migration_changed(
+    body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    current = state(memo)
+    if current.in_scope(body):
+        current.migrations.add((namespace or "", name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
@@ -407,8 +607,34 @@ def appconfigs_by_deployment(
 
 
 @kopf.on.event(GROUP, VERSION, ac.PLURAL)
-async def appconfig_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    state(memo).appconfigs.add((namespace or "", name))
+async def appconfig_changed(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    appconfigs_by_deployment: kopf.Index[Key, str] | None = None,
+    **_: Any,
+) -> None:
+    current = state(memo)
+    if not current.in_scope(body):
+        return
+    current.appconfigs.add((namespace or "", name))
+    # Another AppConfig of the same Deployment may configure it now (this one was
+    # deleted) or be refused now (this one came first).
+    deployment = str(((body.get("spec") or {}).get("deploymentRef") or {}).get("name") or "")
+    if appconfigs_by_deployment is not None:
+        for other in appconfigs_by_deployment.get((namespace or "", deployment), []):
+            if other != name:
+                current.appconfigs.add((namespace or "", other))
+
+
+@kopf.on.event("", "v1", "configmaps", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+async def configmap_changed(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """An AppConfig's ConfigMap was changed or deleted: write it again, so that pods that
+    start meanwhile do not run with other settings or the service's defaults."""
+    owner = ac.owner_name(body)
+    if owner:
+        state(memo).appconfigs.add((namespace or "", owner))
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -420,13 +646,16 @@ async def deployment_changed(
     appconfigs_by_deployment: kopf.Index[Key, str] | None = None,
     **_: Any,
 ) -> None:
-    """Re-apply the config hash when a Deployment appears or loses it (a helm upgrade
-    that renders the pod template afresh, a kubectl edit)."""
+    """Look at the AppConfigs of a Deployment again when it appears, loses the config hash
+    (a helm upgrade that renders the pod template afresh, a kubectl edit), or changes its
+    spec (its env decides what the AppConfig may set)."""
     current = state(memo)
     actual = ac.deployment_hash(body)
     if appconfigs_by_deployment is None:
         return
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    changed = current.deployment_generations.get((namespace or "", name)) != generation
     for appconfig in appconfigs_by_deployment.get((namespace or "", name), []):
         key = (namespace or "", appconfig)
-        if key not in current.applied or current.applied[key] != actual:
+        if changed or key not in current.applied or current.applied[key] != actual:
             current.appconfigs.add(key)

@@ -307,6 +307,13 @@ class Kube:
     async def get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return await self.get(self.custom_path(namespace, plural, name))
 
+    async def list_custom(
+        self, namespace: str, plural: str, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"limit": str(limit)} if limit else None
+        result = await self.request("GET", self.custom_path(namespace, plural), query=query)
+        return list(result.get("items") or [])
+
     async def patch_status(
         self, namespace: str, plural: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:

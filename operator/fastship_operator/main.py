@@ -14,6 +14,8 @@ NAMESPACE_ENV = "FASTSHIP_OPERATOR_NAMESPACE"
 LOG_LEVEL_ENV = "FASTSHIP_OPERATOR_LOG_LEVEL"
 LIVENESS_ENV = "FASTSHIP_OPERATOR_LIVENESS"
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+METRICS_ENV = "FASTSHIP_OPERATOR_METRICS"
+DEFAULT_METRICS = "0.0.0.0:8081"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -82,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"liveness endpoint URL, or 'off' (default: {DEFAULT_LIVENESS}, or ${LIVENESS_ENV})",
     )
     parser.add_argument(
+        "--metrics",
+        default=os.environ.get(METRICS_ENV, DEFAULT_METRICS),
+        help=f"host:port of /metrics and /readyz, or 'off' (default: {DEFAULT_METRICS}, "
+        f"or ${METRICS_ENV})",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
@@ -103,6 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     liveness = None if args.liveness.lower() == "off" else args.liveness
     if liveness and not liveness.startswith("http://"):
         parser.error(f"--liveness must be an http:// URL or 'off', not {args.liveness!r}")
+
+    metrics = args.metrics.strip()
+    if metrics.lower() != "off":
+        _, colon, port = metrics.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            parser.error(f"--metrics must be host:port (e.g. {DEFAULT_METRICS}) or 'off'")
+    # The handlers read these at start-up (the chart sets the others directly).
+    os.environ[NAMESPACE_ENV] = namespace
+    os.environ[METRICS_ENV] = metrics
 
     configure_logging(args.log_level)
     import kopf

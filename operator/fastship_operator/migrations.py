@@ -6,6 +6,7 @@ so that every decision is unit-tested without a cluster.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -28,9 +29,12 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
 }
 # Finished Jobs (and their pods) are removed a day later; status keeps their outcome.
 JOB_TTL_SECONDS = 86400
-RUN_AS = 10001
 CONTAINER = "migrate"
 DATABASE_URL_ENV = "FASTSHIP_DATABASE_URL"
+# ``python -m app migrate`` stops waiting for the migration lock (and retrying) this many
+# seconds before the Job's activeDeadlineSeconds, so that it says why instead of being killed.
+DEADLINE_ENV = "FASTSHIP_MIGRATE_DEADLINE_SECONDS"
+DEADLINE_MARGIN_SECONDS = 10
 
 # Changing this annotation's value asks for a new run of an unchanged spec (a retry).
 RETRY_ANNOTATION = "fastship.dev/retry"
@@ -76,11 +80,34 @@ class JobSpec:
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     retry: str = ""
+    # Scheduling and registry access of the Job's pod (empty: not set).
+    image_pull_secrets: tuple[str, ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    priority_class_name: str | None = None
+
+    def scheduling(self) -> dict[str, Any]:
+        """The pod-spec fields of scheduling and registry access that are set."""
+        fields: dict[str, Any] = {}
+        if self.image_pull_secrets:
+            fields["imagePullSecrets"] = [{"name": n} for n in self.image_pull_secrets]
+        if self.node_selector:
+            fields["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            fields["tolerations"] = [dict(t) for t in self.tolerations]
+        if self.affinity:
+            fields["affinity"] = dict(self.affinity)
+        if self.priority_class_name:
+            fields["priorityClassName"] = self.priority_class_name
+        return fields
 
     def canonical(self) -> str:
-        """Stable JSON of every field, the input of :func:`spec_hash`."""
+        """Stable JSON of every field, the input of :func:`spec_hash`. Scheduling fields
+        enter only when set, so that specs without them keep the hash (and Job) they had."""
         return json.dumps(
             {
+                **self.scheduling(),
                 "image": self.image,
                 "args": list(self.args),
                 "databaseSecretRef": {"name": self.secret_name, "key": self.secret_key},
@@ -128,6 +155,19 @@ def parse_spec(spec: Mapping[str, Any], annotations: Mapping[str, str] | None = 
     elif not isinstance(resources, Mapping):
         raise SpecError("spec.resources must be an object")
     sa = spec.get("serviceAccountName")
+    pull_secrets = spec.get("imagePullSecrets") or []
+    if not isinstance(pull_secrets, list) or not all(
+        isinstance(p, Mapping) and isinstance(p.get("name"), str) and p["name"]
+        for p in pull_secrets
+    ):
+        raise SpecError("spec.imagePullSecrets must be a list of {name: <secret>}")
+    tolerations = spec.get("tolerations") or []
+    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
+        raise SpecError("spec.tolerations must be a list of tolerations")
+    affinity = spec.get("affinity") or {}
+    if not isinstance(affinity, Mapping):
+        raise SpecError("spec.affinity must be an object")
+    priority = spec.get("priorityClassName")
     return JobSpec(
         image=image,
         args=args,
@@ -142,6 +182,11 @@ def parse_spec(spec: Mapping[str, Any], annotations: Mapping[str, str] | None = 
         pod_labels=_str_map(spec.get("podLabels"), "spec.podLabels"),
         pod_annotations=_str_map(spec.get("podAnnotations"), "spec.podAnnotations"),
         retry=str((annotations or {}).get(RETRY_ANNOTATION, "")),
+        image_pull_secrets=tuple(str(p["name"]) for p in pull_secrets),
+        node_selector=_str_map(spec.get("nodeSelector"), "spec.nodeSelector"),
+        tolerations=tuple(dict(t) for t in tolerations),
+        affinity=dict(affinity),
+        priority_class_name=str(priority) if priority else None,
     )
 
 
@@ -178,13 +223,14 @@ def owner_reference(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
 
 
 def restricted_container_security_context() -> dict[str, Any]:
-    """What the Pod Security "restricted" profile asks of a container, and a read-only root."""
+    """What the Pod Security "restricted" profile asks of a container, and a read-only root.
+
+    No user or group id: the image's own non-root user (10001) runs, or, on platforms
+    that assign ids per namespace (OpenShift's restricted-v2), the one they assign."""
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
@@ -209,9 +255,6 @@ def build_job(migration: Mapping[str, Any], job_spec: JobSpec) -> dict[str, Any]
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [
@@ -228,7 +271,16 @@ def build_job(migration: Mapping[str, Any], job_spec: JobSpec) -> dict[str, Any]
                                 "key": job_spec.secret_key,
                             }
                         },
-                    }
+                    },
+                    {
+                        "name": DEADLINE_ENV,
+                        "value": str(
+                            max(
+                                job_spec.active_deadline_seconds - DEADLINE_MARGIN_SECONDS,
+                                job_spec.active_deadline_seconds // 2,
+                            )
+                        ),
+                    },
                 ],
                 "resources": {k: dict(v) for k, v in job_spec.resources.items()},
                 "securityContext": restricted_container_security_context(),
@@ -241,6 +293,7 @@ def build_job(migration: Mapping[str, Any], job_spec: JobSpec) -> dict[str, Any]
     }
     if job_spec.service_account_name:
         pod_spec["serviceAccountName"] = job_spec.service_account_name
+    pod_spec.update(job_spec.scheduling())
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -260,6 +313,89 @@ def build_job(migration: Mapping[str, Any], job_spec: JobSpec) -> dict[str, Any]
             },
         },
     }
+
+
+# --- who may run what -----------------------------------------------------------------
+
+
+def pod_images(deployment: Mapping[str, Any]) -> list[str]:
+    """Images of a Deployment's containers and init containers."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [
+        str(c["image"])
+        for c in [*(pod.get("initContainers") or ()), *(pod.get("containers") or ())]
+        if c.get("image")
+    ]
+
+
+def pod_secret_refs(deployment: Mapping[str, Any]) -> set[tuple[str, str | None]]:
+    """(Secret, key) pairs a Deployment's containers read; key None: the whole Secret."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    refs: set[tuple[str, str | None]] = set()
+    for c in [*(pod.get("initContainers") or ()), *(pod.get("containers") or ())]:
+        for entry in c.get("env") or ():
+            ref = (entry.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name"):
+                refs.add((str(ref["name"]), str(ref.get("key"))))
+        for source in c.get("envFrom") or ():
+            ref = source.get("secretRef") or {}
+            if ref.get("name"):
+                refs.add((str(ref["name"]), None))
+    return refs
+
+
+def allowed(image: str, allowlist: Sequence[str]) -> bool:
+    """Whether ``image`` matches one of the operator's allowed image patterns (globs)."""
+    return any(fnmatch.fnmatchcase(image, pattern) for pattern in allowlist)
+
+
+def admission_problem(
+    job_spec: JobSpec,
+    deployment_name: str | None,
+    deployment: Mapping[str, Any] | None,
+    allowlist: Sequence[str],
+) -> str | None:
+    """Why the operator refuses to run this Migration's Job, or None.
+
+    A Migration runs its image with a database Secret in the environment, so it may run
+    only what the Deployment it gates runs already: one of that Deployment's images,
+    with a Secret key that Deployment reads. An image that matches the operator's
+    allowlist (``FASTSHIP_OPERATOR_ALLOWED_IMAGES``) may run with any Secret.
+    """
+    if allowed(job_spec.image, allowlist):
+        return None
+    hint = (
+        f"images allowed by the operator: {', '.join(allowlist)}"
+        if allowlist
+        else "the operator has no allowlist of images (FASTSHIP_OPERATOR_ALLOWED_IMAGES)"
+    )
+    if not deployment_name:
+        return (
+            f"image {job_spec.image} is not allowed: set spec.deploymentRef to the Deployment "
+            f"that runs this image; {hint}"
+        )
+    if deployment is None:
+        return (
+            f"waiting for Deployment {deployment_name}: a Migration runs only an image of "
+            f"the Deployment it gates ({hint})"
+        )
+    images = pod_images(deployment)
+    if job_spec.image not in images:
+        return (
+            f"image {job_spec.image} is not an image of Deployment {deployment_name} "
+            f"({', '.join(images) or 'none'}); {hint}"
+        )
+    refs = pod_secret_refs(deployment)
+    if (job_spec.secret_name, job_spec.secret_key) not in refs and (
+        job_spec.secret_name,
+        None,
+    ) not in refs:
+        return (
+            f"Secret {job_spec.secret_name} key {job_spec.secret_key} is not read by "
+            f"Deployment {deployment_name}: a Migration may only use a database Secret that "
+            "the Deployment it gates uses"
+        )
+    return None
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:

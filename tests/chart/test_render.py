@@ -141,6 +141,8 @@ def test_defaults(render: RenderFn) -> None:
     assert rendered.kinds() == sorted(
         [
             "AppConfig",
+            "ClusterRole",
+            "ClusterRole",
             "Deployment",
             "Deployment",
             "HorizontalPodAutoscaler",
@@ -155,6 +157,7 @@ def test_defaults(render: RenderFn) -> None:
             "RoleBinding",
             "Secret",
             "Secret",
+            "Service",
             "Service",
             "Service",
             "ServiceAccount",
@@ -403,10 +406,14 @@ def test_operator(render: RenderFn) -> None:
         "name": name,
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
-    assert not rendered.has("ClusterRole")
+    # Cluster-wide only the roles aggregated into view/edit (for people), bound to no one.
+    for cluster_role in rendered.all("ClusterRole"):
+        assert "rbac.authorization.k8s.io/aggregate-to-edit" in cluster_role["metadata"]["labels"]
     assert not rendered.has("ClusterRoleBinding")
     policy = rendered.get("NetworkPolicy", name)["spec"]
-    assert policy["ingress"] == [{"ports": [{"port": "health", "protocol": "TCP"}]}]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "health", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]}
+    ]
     assert policy["egress"][1] == {
         "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]
     }

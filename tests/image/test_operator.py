@@ -61,11 +61,12 @@ def test_operator_logs_in_with_its_service_account(
     host, port = service_account_volume(kube, ns, tmp_path / "serviceaccount")
     kube.apply(restricted_deployment(), namespace=ns)
     kube.apply(appconfig({"log_level": "DEBUG"}), namespace=ns)
-    health = free_port()
+    health, metrics = free_port(), free_port()
     with running(
         engine,
         image.tag,
         "python", "-m", "fastship_operator", "--liveness", f"http://127.0.0.1:{health}/healthz",
+        "--metrics", f"127.0.0.1:{metrics}",
         env={"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
         options=[*READ_ONLY, "-v", f"{tmp_path / 'serviceaccount'}:{SERVICE_ACCOUNT_DIR}:ro"],
     ) as container:  # fmt: skip
@@ -82,6 +83,12 @@ def test_operator_logs_in_with_its_service_account(
             assert template["fastship.dev/config-hash"] == applied["status"]["configHash"]
             status, _ = http_get(health, "/healthz")
             assert status == 200
+            # Ready: logged in with the pod's token, and the API server answers its lists.
+            status, _ = http_get(metrics, "/readyz")
+            assert status == 200
+            status, text = http_get(metrics, "/metrics")
+            assert status == 200
+            assert b"fastship_operator_config_rollouts_total 1.0" in text
         finally:
             logs = container.logs()
         container.signal("TERM")

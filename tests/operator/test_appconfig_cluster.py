@@ -78,7 +78,7 @@ def test_valid_config_is_applied_once(kube: Kube, operator: Operator) -> None:
     assert len(after_first - before) == 1, "the annotation rolled the pods once"
     generation = dep["metadata"]["generation"] if dep else None
     shown = kube.kubectl("get", "appconfigs", "-n", ns).stdout
-    assert shown.split("\n")[0].split() == ["NAME", "VALID", "HASH", "AGE"]
+    assert shown.split("\n")[0].split() == ["NAME", "READY", "VALID", "HASH", "AGE"]
     assert status["configHash"] in shown
 
     # The same spec again, and a metadata-only change: nothing is written, nothing rolls.

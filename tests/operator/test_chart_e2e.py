@@ -123,6 +123,9 @@ def test_helm_upgrade_gates_rollout_on_migration(
     ]
     kubeconfig = token_kubeconfig(kube, ns, sa, tmp_path / "operator.kubeconfig")
     op = Operator(ns, kubeconfig, monkeypatch)
+    # As the chart runs it: this release only, and no allowlist (the Migration runs
+    # because its image and Secret are the Deployment's).
+    op.env.update(FASTSHIP_OPERATOR_INSTANCE=RELEASE, FASTSHIP_OPERATOR_ALLOWED_IMAGES="")
     op.start()
     try:
         first = wait_for(kube, "migration", FULLNAME, ns, migrated(), "first migration", 90)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,19 @@ def test_help_runs() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "--namespace" in proc.stdout
     assert "FASTSHIP_OPERATOR_NAMESPACE" in proc.stdout
+
+
+def test_a_bad_metrics_address_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastship_operator", "--namespace", "x", "--metrics", "8081"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--metrics must be host:port (e.g. 0.0.0.0:8081) or 'off'" in proc.stderr
 
 
 def test_namespace_precedence(tmp_path: Path) -> None:
@@ -84,3 +98,22 @@ def test_log_lines_are_json_with_the_object(capsys: pytest.CaptureFixture[str]) 
     assert entry["object"] == "Migration/shop/app"
     assert "settings" not in entry
     assert "k8s_ref" not in entry
+
+
+def test_a_taken_metrics_port_stops_the_operator_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastship_operator", "--namespace", "x", "--liveness", "off",
+             "--metrics", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            check=False,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"cannot serve /metrics and /readyz on 127.0.0.1:{port}" in proc.stdout
+    assert "choose another port with --metrics or FASTSHIP_OPERATOR_METRICS" in proc.stdout

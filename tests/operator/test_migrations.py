@@ -41,11 +41,15 @@ def test_job_runs_migrate_as_args_under_restricted_profile() -> None:
         {
             "name": "FASTSHIP_DATABASE_URL",
             "valueFrom": {"secretKeyRef": {"name": "db", "key": "uri"}},
-        }
+        },
+        # the wait for another migration's lock ends before the Job's deadline kills it
+        {"name": "FASTSHIP_MIGRATE_DEADLINE_SECONDS", "value": "890"},
     ]
     sc = container["securityContext"]
     assert sc["runAsNonRoot"] is True
-    assert sc["runAsUser"] == 10001
+    # No fixed ids: OpenShift's restricted-v2 assigns its own, elsewhere the image's runs.
+    for context in (sc, pod["securityContext"]):
+        assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context)
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
@@ -346,3 +350,74 @@ def test_expired_job_keeps_its_recorded_outcome() -> None:
         previous=done, generation=1, job_name="j1", outcome=mg.finished_outcome(done), now="b"
     )
     assert mg.same_status(done, again)
+
+
+def test_scheduling_and_pull_secrets_reach_the_job_and_change_the_hash_only_when_set() -> None:
+    plain = migration()
+    placed = migration(
+        imagePullSecrets=[{"name": "regcred"}],
+        nodeSelector={"pool": "batch"},
+        tolerations=[{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+        affinity={"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+        priorityClassName="migrations",
+    )
+    pod = job_for(placed)["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["nodeSelector"] == {"pool": "batch"}
+    assert pod["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["affinity"] == placed["spec"]["affinity"]
+    assert pod["priorityClassName"] == "migrations"
+    plain_pod = job_for(plain)["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "nodeSelector", "tolerations", "affinity"} & set(plain_pod)
+    plain_hash = mg.spec_hash(mg.parse_spec(plain["spec"]))
+    assert plain_hash != mg.spec_hash(mg.parse_spec(placed["spec"]))
+    # Specs without the new fields keep their hash, so an upgraded operator adopts their Jobs.
+    assert plain_hash == mg.spec_hash(mg.parse_spec({**plain["spec"], "tolerations": []}))
+    with pytest.raises(mg.SpecError, match="imagePullSecrets"):
+        mg.parse_spec({**plain["spec"], "imagePullSecrets": ["regcred"]})
+
+
+def deployment_running(image: str, ref: tuple[str, str] = ("db", "uri")) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "fastship"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "initContainers": [{"name": "wait", "image": image}],
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image,
+                            "env": [
+                                {
+                                    "name": "FASTSHIP_DATABASE_URL",
+                                    "valueFrom": {"secretKeyRef": {"name": ref[0], "key": ref[1]}},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            }
+        },
+    }
+
+
+def test_a_migration_runs_only_the_image_and_secret_of_the_deployment_it_gates() -> None:
+    spec = mg.parse_spec(migration()["spec"])
+    image = spec.image
+    assert mg.admission_problem(spec, "fastship", deployment_running(image), ()) is None
+    other = mg.admission_problem(spec, "fastship", deployment_running("evil:1"), ())
+    assert other is not None
+    assert f"image {image} is not an image of Deployment fastship (evil:1, evil:1)" in other
+    secret = mg.admission_problem(spec, "fastship", deployment_running(image, ("admin", "uri")), ())
+    assert secret is not None
+    assert "Secret db key uri is not read by Deployment" in secret
+    missing = mg.admission_problem(spec, "fastship", None, ())
+    assert missing is not None
+    assert "waiting for Deployment fastship" in missing
+    unbound = mg.admission_problem(spec, None, None, ())
+    assert unbound is not None
+    assert "set spec.deploymentRef" in unbound
+    # The operator's allowlist admits an image whatever the Deployment runs.
+    assert mg.admission_problem(spec, None, None, ("registry.example/fastship:*",)) is None
+    assert mg.admission_problem(spec, "fastship", None, ("registry.example/other:*",)) is not None
