@@ -102,7 +102,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return 1
     except Exception as exc:
         print(f"migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        _termination_message(args.termination_log, f"failed: {type(exc).__name__}")
+        _termination_message(args.termination_log, f"failed: {_failure_summary(exc)}")
         return 1
     revision = status.database_revision or ""
     print(f"database at revision {revision} ({status.state.value})", flush=True)
@@ -111,6 +111,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     # Kubernetes reads this file into the pod's status, where the operator finds it.
     _termination_message(args.termination_log, revision)
     return 0
+
+
+def _failure_summary(exc: BaseException) -> str:
+    """The root cause of a failed migration in one line, for the pod's termination message
+    (what `kubectl get migration` shows): the database's own message, e.g. ``UndefinedFunction:
+    function f() does not exist``, without the statement or its bound parameters, which
+    SQLAlchemy adds on the lines after it."""
+    root = exc
+    while True:
+        inner = getattr(root, "orig", None) or root.__cause__ or root.__context__
+        if not isinstance(inner, BaseException) or inner is root:
+            break
+        root = inner
+    lines = str(root).strip().splitlines()
+    detail = lines[0][:400] if lines else ""
+    return f"{type(root).__name__}: {detail}" if detail else type(root).__name__
 
 
 def _termination_message(path: str, text: str) -> None:
