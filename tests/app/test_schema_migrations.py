@@ -272,7 +272,12 @@ def test_an_unknown_revision_is_taken_as_newer_and_left_alone(
 def test_a_failing_revision_reports_the_database_error_without_the_statement(
     pg_database: str, versions: Path, tmp_path: Path
 ) -> None:
-    write_revision(versions, "f00d0000fa11", schema.head_revision(), 'op.execute("SELECT no_such_function(42)")')
+    write_revision(
+        versions,
+        "f00d0000fa11",
+        schema.head_revision(),
+        'op.execute("SELECT no_such_function(42)")',
+    )
     proc = migrate_process(versions, pg_database, "--termination-log", str(tmp_path / "term"))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
