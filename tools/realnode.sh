@@ -180,7 +180,7 @@ enforcer_credentials() {
   local sa="$WORKDIR/enforcer-sa"
   mkdir -p "$sa"
   kubectl -n kube-system create token kube-network-policies --duration 24h >"$sa/token"
-  sed -n 's/^[[:space:]]*certificate-authority-data: //p' "$KUBECONFIG_PATH" | head -n1 | base64 -d >"$sa/ca.crt"
+  cp "$WORKDIR/kwok/clusters/$CLUSTER/pki/ca.crt" "$sa/ca.crt"
   echo kube-system >"$sa/namespace"
 }
 
