@@ -18,6 +18,11 @@
 {{- end -}}
 {{- end -}}
 
+{{/* Namespace of every namespaced object: set explicitly, so that `helm template | kubectl apply` lands where it was rendered for. */}}
+{{- define "fastship.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride -}}
+{{- end -}}
+
 {{- define "fastship.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -59,6 +64,17 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 {{- end -}}
 
+{{/*
+metadata.annotations of an object: commonAnnotations plus the object's own (which win).
+Call with (dict "ctx" $ "annotations" MAP); returns YAML, empty when there are none.
+*/}}
+{{- define "fastship.annotations" -}}
+{{- $all := merge (dict) (.annotations | default dict) (.ctx.Values.commonAnnotations | default dict) -}}
+{{- with $all -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Selector of one component's pods; call with (dict "ctx" $ "component" "server"). */}}
 {{- define "fastship.componentSelector" -}}
 {{ include "fastship.selectorLabels" .ctx }}
@@ -67,12 +83,51 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Image ---------------------------------------------------------------------------- */}}
 
+{{/* Registry of the chart's images: global.imageRegistry (set by an umbrella chart) wins over image.registry. */}}
+{{- define "fastship.imageRegistry" -}}
+{{- $global := .Values.global | default dict -}}
+{{- default .Values.image.registry $global.imageRegistry -}}
+{{- end -}}
+
 {{- define "fastship.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $repository := .Values.image.repository -}}
+{{- with include "fastship.imageRegistry" . -}}
+{{- $repository = printf "%s/%s" . $repository -}}
+{{- end -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- printf "%s:%s@%s" $repository $tag .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fastship.postgresql.image" -}}
+{{- $image := .Values.postgresql.bundled.image -}}
+{{- $global := .Values.global | default dict -}}
+{{- $registry := default $image.registry $global.imageRegistry -}}
+{{- printf "%s%s:%s" (ternary (printf "%s/" $registry) "" (ne $registry "")) $image.repository $image.tag -}}
+{{- end -}}
+
+{{/*
+imagePullSecrets of every pod: global.imagePullSecrets then imagePullSecrets, each entry
+`{name: x}` or just `x`. Returns the whole `imagePullSecrets:` key, empty when there are none.
+*/}}
+{{- define "fastship.imagePullSecrets" -}}
+{{- $global := .Values.global | default dict -}}
+{{- $names := list -}}
+{{- range concat ($global.imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
+{{- if kindIs "string" . -}}
+{{- $names = append $names . -}}
+{{- else -}}
+{{- $names = append $names (get . "name") -}}
+{{- end -}}
+{{- end -}}
+{{- with $names | compact | uniq -}}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
 {{- end -}}
 {{- end -}}
 
@@ -113,47 +168,35 @@ uri
 
 {{/* Generated secrets ------------------------------------------------------------------ */}}
 
-{{/*
-A value generated once per release and kept across upgrades: read from the live Secret
-when it exists, otherwise random. Memoized per render, so that every template (the
-Secret and the pods' checksum annotations) sees the same value.
-Call with (dict "ctx" $ "secret" NAME "key" KEY "length" N); returns the plain value.
-*/}}
-{{- define "fastship.generatedValue" -}}
-{{- $ctx := .ctx -}}
-{{- if not (hasKey $ctx "fastshipGenerated") -}}
-{{- $_ := set $ctx "fastshipGenerated" dict -}}
-{{- end -}}
-{{- $cache := get $ctx "fastshipGenerated" -}}
-{{- $id := printf "%s/%s" .secret .key -}}
-{{- if not (hasKey $cache $id) -}}
-{{- $value := "" -}}
-{{- $live := lookup "v1" "Secret" $ctx.Release.Namespace .secret -}}
-{{- if and $live $live.data (hasKey $live.data .key) -}}
-{{- $value = index $live.data .key | b64dec -}}
-{{- else -}}
-{{- $value = randAlphaNum (int .length) -}}
-{{- end -}}
-{{- $_ := set $cache $id $value -}}
-{{- end -}}
-{{- get $cache $id -}}
-{{- end -}}
-
 {{- define "fastship.jwt.secretName" -}}
 {{- default (printf "%s-jwt" (include "fastship.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
-{{- define "fastship.jwt.value" -}}
-{{- include "fastship.generatedValue" (dict "ctx" . "secret" (include "fastship.jwt.secretName" .) "key" .Values.auth.secretKey "length" 64) -}}
-{{- end -}}
+{{- define "fastship.secrets.fullname" -}}{{ include "fastship.fullname" . }}-secrets{{- end -}}
 
-{{- define "fastship.postgresql.password" -}}
-{{- include "fastship.generatedValue" (dict "ctx" . "secret" (include "fastship.postgresql.fullname" .) "key" "password" "length" 32) -}}
+{{/*
+The Secrets that the `<fullname>-secrets` Job creates once inside the cluster (see
+files/generate-secrets.py): the JWT key unless auth.existingSecret names one, and the
+bundled Postgres' password and URL unless postgresql.bundled.existingSecret names one.
+The chart never renders their values, so every render is the same. Returns a JSON list,
+empty when there is nothing to generate.
+*/}}
+{{- define "fastship.generatedSecrets" -}}
+{{- $list := list -}}
+{{- $labels := dict "app.kubernetes.io/name" (include "fastship.name" .) "app.kubernetes.io/part-of" "fastship" "fastship.dev/release" .Release.Name -}}
+{{- /* Not the release's: Argo CD must neither prune nor flag them (they are not in the manifests). */ -}}
+{{- $annotations := dict "fastship.dev/generated-by" (include "fastship.secrets.fullname" .) "argocd.argoproj.io/compare-options" "IgnoreExtraneous" "argocd.argoproj.io/sync-options" "Prune=false" -}}
+{{- if not .Values.auth.existingSecret -}}
+{{- $data := dict .Values.auth.secretKey (dict "random" 64) -}}
+{{- $list = append $list (dict "name" (include "fastship.jwt.secretName" .) "labels" (merge (dict "app.kubernetes.io/component" "server") $labels) "annotations" $annotations "data" $data) -}}
 {{- end -}}
-
-{{- define "fastship.postgresql.uri" -}}
+{{- if and (eq .Values.postgresql.mode "bundled") (not .Values.postgresql.bundled.existingSecret) -}}
 {{- $db := .Values.postgresql.bundled.database -}}
-{{- printf "postgresql://%s:%s@%s:5432/%s" $db (include "fastship.postgresql.password" .) (include "fastship.postgresql.fullname" .) $db -}}
+{{- $uri := printf "postgresql://%s:{password}@%s:5432/%s" $db (include "fastship.postgresql.fullname" .) $db -}}
+{{- $data := dict "username" (dict "value" $db) "password" (dict "random" 32) "uri" (dict "format" $uri) -}}
+{{- $list = append $list (dict "name" (include "fastship.postgresql.fullname" .) "labels" (merge (dict "app.kubernetes.io/component" "postgresql") $labels) "annotations" $annotations "data" $data) -}}
+{{- end -}}
+{{- toJson $list -}}
 {{- end -}}
 
 {{/* Config --------------------------------------------------------------------------- */}}
