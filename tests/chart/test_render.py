@@ -99,8 +99,14 @@ def test_matrix_renders_valid_objects(case: str, render: RenderFn) -> None:
         assert migration["deploymentRef"] == {"name": FULLNAME}
         assert not rendered.has("Job", f"{FULLNAME}-migrate")
     else:
-        job = rendered.get("Job", f"{FULLNAME}-migrate")
-        assert env(container(job, "migrate"))["FASTSHIP_DATABASE_URL"] == url
+        jobs = [
+            j
+            for j in rendered.all("Job")
+            if j["metadata"]["labels"]["app.kubernetes.io/component"] == "migration"
+        ]
+        assert len(jobs) == 1
+        assert env(container(jobs[0], "migrate"))["FASTSHIP_DATABASE_URL"] == url
+        assert env(container(jobs[0], "wait-for-database"))["FASTSHIP_DATABASE_URL"] == url
         assert not rendered.has("Migration")
 
     if operator:

@@ -242,6 +242,14 @@ refused with a message naming the key. Returns it as YAML.
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
 {{- fail "serviceAccount.name is required when serviceAccount.create is false" -}}
 {{- end -}}
+{{- range $key, $value := .Values.migrations.jobAnnotations -}}
+{{- if hasPrefix "helm.sh/hook" $key -}}
+{{- fail (printf "migrations.jobAnnotations.%s: the chart sets Helm's hook annotations itself. Choose how the migration Job runs with migrations.mode: hook (a Helm hook) or job (an ordinary Job of the release, for Flux and helm --wait)" $key) -}}
+{{- end -}}
+{{- if and (eq $key "argocd.argoproj.io/hook") (contains "PreSync" $value) (ne $.Values.postgresql.mode "external") -}}
+{{- fail (printf "migrations.jobAnnotations.argocd.argoproj.io/hook: %s runs the migration Job before this release's database (postgresql.mode %s) exists, so the first sync cannot succeed. Leave the annotation out (the chart runs the Job in Argo CD's Sync phase, next to the database), or use postgresql.mode external" $value $.Values.postgresql.mode) -}}
+{{- end -}}
+{{- end -}}
 {{- $_ := include "fastship.config" . -}}
 {{- $_ := include "fastship.database.secretName" . -}}
 {{- end -}}
@@ -263,4 +271,81 @@ refused with a message naming the key. Returns it as YAML.
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+{{- end -}}
+
+
+{{/* Pod template of the migration Job (modes hook and job); its hash names the Job in mode job. */}}
+{{- define "fastship.migrationPodTemplate" -}}
+template:
+  metadata:
+    labels:
+      {{- include "fastship.labels" (dict "ctx" $ "component" "migration") | nindent 6 }}
+  spec:
+    restartPolicy: Never
+    serviceAccountName: {{ include "fastship.serviceAccountName" . }}
+    automountServiceAccountToken: false
+    enableServiceLinks: false
+    {{- with include "fastship.imagePullSecrets" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    securityContext:
+      {{- toYaml .Values.podSecurityContext | nindent 6 }}
+    initContainers:
+      # Holds the Job (instead of failing it) while the database starts: under Argo CD and
+      # in mode `job` the Job starts together with a database the release creates.
+      - name: wait-for-database
+        image: {{ include "fastship.image" . }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        args:
+          - python
+          - -c
+          - |
+            import os, re, time, psycopg
+            url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", os.environ["FASTSHIP_DATABASE_URL"])
+            while True:
+                try:
+                    psycopg.connect(url, connect_timeout=5).close()
+                    break
+                except psycopg.OperationalError as exc:
+                    print("waiting for the database:", str(exc).splitlines()[0][:200], flush=True)
+                    time.sleep(2)
+        env:
+          {{- include "fastship.env.database" . | nindent 10 }}
+        securityContext:
+          {{- toYaml .Values.securityContext | nindent 10 }}
+        resources:
+          {{- toYaml .Values.migrations.resources | nindent 10 }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+    containers:
+      - name: migrate
+        image: {{ include "fastship.image" . }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        args:
+          {{- if .Values.migrations.command }}
+          {{- toYaml .Values.migrations.command | nindent 10 }}
+          {{- else }}
+          ["python", "-m", "app", "migrate"]
+          {{- end }}
+        env:
+          {{- include "fastship.env.database" . | nindent 10 }}
+        securityContext:
+          {{- toYaml .Values.securityContext | nindent 10 }}
+        resources:
+          {{- toYaml .Values.migrations.resources | nindent 10 }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+    volumes:
+      - name: tmp
+        emptyDir: {}
+    {{- with .Values.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
 {{- end -}}
