@@ -25,6 +25,8 @@ BIN="${TOOLS_BIN:-$ROOT/.tools/bin}"
 HEARTBEAT_SECONDS="${HEARTBEAT_SECONDS:-30}"
 
 ALL_TOOLS=(helm kwok kwokctl etcd kube-apiserver kube-controller-manager kube-scheduler kubectl metrics-server)
+# Checks of the chart's monitoring rules and its OCI publishing (tests/chart).
+ALL_TOOLS+=(promtool registry)
 
 log() { printf '%s\n' "$*"; }
 die() { printf 'build-tools: %s\n' "$*" >&2; exit 1; }
@@ -155,6 +157,24 @@ build_metrics_server() {
     "sigs.k8s.io/metrics-server/cmd/metrics-server@$2"
 }
 
+# --- chart publishing and monitoring checks ----------------------------------------------
+
+# promtool, for `promtool check rules` of the chart's PrometheusRule.
+# Module v0.3MM.P is Prometheus 3.MM.P.
+build_promtool() {
+  local rest="${2#v0.}" minor
+  minor="${rest%%.*}"
+  go_install "$1" "-X github.com/prometheus/common/version.Version=3.$((10#$minor - 300)).${rest#*.} \
+    -X github.com/prometheus/common/version.Branch=HEAD" \
+    "github.com/prometheus/prometheus/cmd/promtool@$2"
+}
+
+# The CNCF distribution registry, a local OCI registry for `helm push` in the tests.
+build_registry() {
+  go_install "$1" "-X github.com/distribution/distribution/v3/version.version=$2" \
+    "github.com/distribution/distribution/v3/cmd/registry@$2"
+}
+
 # --- tools that need a wrapper module (their go.mod has replace directives) -----------------
 
 kube_minor() { local v="${1#v}"; v="${v#*.}"; echo "${v%%.*}"; }
@@ -259,6 +279,8 @@ tool_version() {
     etcd) echo "$ETCD_VERSION" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION" ;;
     metrics-server) echo "$METRICS_SERVER_VERSION" ;;
+    promtool) echo "$PROMETHEUS_VERSION" ;;
+    registry) echo "$DISTRIBUTION_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
 }

@@ -204,7 +204,11 @@ def test_defaults(render: RenderFn) -> None:
     assert server_c["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert server_c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert server_c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert server_c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert server_c["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert env(server_c)["FASTSHIP_METRICS_PORT"] == "9090"
     keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
     assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     pdb = rendered.get("PodDisruptionBudget", FULLNAME)["spec"]
@@ -473,7 +477,10 @@ def test_crds_are_present_for_the_custom_resources() -> None:
 
 def test_network_policy_of_the_service(render: RenderFn) -> None:
     policy = render().get("NetworkPolicy", FULLNAME)["spec"]
-    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}]},
+        {"ports": [{"port": "metrics", "protocol": "TCP"}]},
+    ]
     dns, postgres = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert postgres["ports"] == [{"port": 5432, "protocol": "TCP"}]
@@ -506,7 +513,7 @@ def test_ingress_httproute_servicemonitor(render: RenderFn) -> None:
     monitor = monitoring.get("ServiceMonitor", FULLNAME)
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitoring.get("PodDisruptionBudget", FULLNAME)["spec"] == {
         "minAvailable": "50%",
         "selector": server(monitoring)["spec"]["selector"],

@@ -207,7 +207,7 @@ refused with a message naming the key. Returns it as YAML.
 */}}
 {{- define "fastship.config" -}}
 {{- $secret := list "database_url" "database_password" "jwt_secret_key" "redis_url" -}}
-{{- $owned := dict "host" "the chart sets FASTSHIP_HOST=0.0.0.0" "port" "the container listens on 8000" "environment" "the chart runs the service with FASTSHIP_ENVIRONMENT=production" "database_host" "the database comes from postgresql.mode (FASTSHIP_DATABASE_URL from a Secret)" -}}
+{{- $owned := dict "host" "the chart sets FASTSHIP_HOST=0.0.0.0" "port" "the container listens on 8000" "environment" "the chart runs the service with FASTSHIP_ENVIRONMENT=production" "database_host" "the database comes from postgresql.mode (FASTSHIP_DATABASE_URL from a Secret)" "metrics_port" "set metrics.port instead (the chart exposes it on the Service and the NetworkPolicy)" -}}
 {{- range $key, $value := .Values.config -}}
 {{- if has $key $secret -}}
 {{- fail (printf "config.%s is a secret setting: secrets never go into config (it ends up in a ConfigMap or an AppConfig). Use auth.existingSecret for the JWT key, postgresql.* for the database, or extraEnv with valueFrom.secretKeyRef (FASTSHIP_%s) for anything else" $key (upper $key)) -}}
@@ -238,6 +238,9 @@ refused with a message naming the key. Returns it as YAML.
 {{- end -}}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) -}}
 {{- fail "httpRoute.parentRefs is empty: name the Gateway the HTTPRoute attaches to, e.g. [{name: my-gateway, namespace: infra}]" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (eq (int .Values.metrics.port) 0) -}}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.port: the ServiceMonitor scrapes the Service's metrics port (with metrics.port 0, /metrics is on the API port, which the Ingress and HTTPRoute publish)" -}}
 {{- end -}}
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
 {{- fail "serviceAccount.name is required when serviceAccount.create is false" -}}
