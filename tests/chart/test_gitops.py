@@ -399,3 +399,42 @@ def test_umbrella_chart_applied_into_its_own_namespace(
     for verb, resource in (("list", "migrations.fastship.dev"), ("patch", "deployments.apps")):
         proc = kube.kubectl("auth", "can-i", verb, resource, "-n", ns, "--as", sa, check=False)
         assert proc.stdout.strip() == "yes", (verb, resource, proc.stderr)
+
+
+def test_job_mode_with_helm_wait_as_flux_installs(kube: Kube, restricted_namespace: str) -> None:
+    """mode job under `helm --wait --wait-for-jobs` (what Flux's helm-controller does): the
+    Job is an object of the release; a new image replaces it, an unchanged one stays."""
+    ns = restricted_namespace
+    base = [
+        "upgrade", "--install", "flux", str(CHART), "-n", ns,
+        "--wait", "--wait-for-jobs", "--timeout", "180s",
+        "--set", "migrations.mode=job", "--set", "operator.enabled=false",
+        "--set", "autoscaling.enabled=false", "--set", "replicaCount=1",
+        # No volume provisioner on the local cluster, and --wait waits for claims to bind.
+        "--set", "postgresql.mode=external", "--set", "postgresql.external.existingSecret=db",
+    ]  # fmt: skip
+    kube.kubectl(
+        "create", "secret", "generic", "db", "-n", ns,
+        "--from-literal=uri=postgresql://app:pw@db.example:5432/app",
+    )  # fmt: skip
+    selector = "app.kubernetes.io/instance=flux,app.kubernetes.io/component=migration"
+
+    def jobs() -> list[dict[str, Any]]:
+        return list(kube.get("jobs", namespace=ns, selector=selector)["items"])
+
+    kube.helm(*base)
+    (first,) = jobs()
+    assert first["metadata"]["name"].startswith("flux-fastship-migrate-")
+    assert first["status"].get("succeeded") == 1
+    manifest = kube.helm("get", "manifest", "flux", "-n", ns).stdout
+    assert first["metadata"]["name"] in manifest  # the release's own object, not a hook
+
+    kube.helm(*base)  # unchanged values: the same Job, not run again
+    (same,) = jobs()
+    assert same["metadata"]["uid"] == first["metadata"]["uid"]
+
+    kube.helm(*base, "--set", "image.tag=0.2.0")
+    (second,) = jobs()  # the old Job went with the upgrade
+    assert second["metadata"]["name"] != first["metadata"]["name"]
+    assert second["spec"]["template"]["spec"]["containers"][0]["image"] == "fastship:0.2.0"
+    assert second["status"].get("succeeded") == 1
