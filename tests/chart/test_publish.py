@@ -230,9 +230,14 @@ def test_signed_package_pushed_to_oci_and_installed_from_it(
     pushed = run_helm(env, "push", str(out / "fastship-crds-0.1.0.tgz"), repo, "--plain-http")
     assert pushed.returncode == 0, pushed.stderr
 
+    crds_chart = run_helm(
+        env, "show", "chart", f"{repo}/fastship-crds", "--version", "0.1.0", "--plain-http"
+    )
+    assert yaml.safe_load(crds_chart.stdout)["name"] == "fastship-crds", crds_chart.stderr
     shown = run_helm(env, "show", "chart", f"{repo}/fastship", "--version", "0.1.0", "--plain-http")
     assert shown.returncode == 0, shown.stderr
     assert yaml.safe_load(shown.stdout)["annotations"]["artifacthub.io/license"] == "MIT"
+    (tmp_path / "pulled").mkdir()
     pulled = run_helm(
         env, "pull", f"{repo}/fastship", "--version", "0.1.0", "--plain-http",
         "--verify", "--keyring", str(signing_key["public"]), "-d", str(tmp_path / "pulled"),
@@ -242,13 +247,14 @@ def test_signed_package_pushed_to_oci_and_installed_from_it(
 
     installed = run_helm(
         env, "install", "published", f"{repo}/fastship", "--version", "0.1.0",
-        "--plain-http", "-n", namespace, "--skip-crds",
+        "--plain-http", "-n", namespace,
         "--set", "autoscaling.enabled=false", "--set", "replicaCount=1",
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     manifest = run_helm(env, "get", "manifest", "published", "-n", namespace)
     kinds = {o["kind"] for o in parse_objects(manifest.stdout)}
     assert {"Deployment", "StatefulSet", "Migration", "AppConfig"} <= kinds
-    status = run_helm(env, "status", "published", "-n", namespace, "-o", "yaml")
-    assert yaml.safe_load(status.stdout)["info"]["status"] == "deployed"
-    assert yaml.safe_load(status.stdout)["chart"]["metadata"]["version"] == "0.1.0"
+    listed = run_helm(env, "list", "-n", namespace, "-o", "yaml")
+    (release,) = yaml.safe_load(listed.stdout)
+    assert release["status"] == "deployed", release
+    assert release["chart"] == "fastship-0.1.0", release
