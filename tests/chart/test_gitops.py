@@ -328,7 +328,7 @@ def test_template_apply_twice_rotates_and_restarts_nothing(
     ]  # fmt: skip
     first = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True).stdout
     apply(kube, first)
-    job = kube.get("job", "gitops-fastship-secrets", namespace=ns)
+    (job,) = kube.get("jobs", namespace=ns, selector="app.kubernetes.io/component=secrets")["items"]
     created = run_as_job(kube, ns, job)
     assert created.returncode == 0, created.stderr
     assert created.stdout.count(": created") == 2, created.stdout

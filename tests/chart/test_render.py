@@ -221,11 +221,22 @@ def test_defaults(render: RenderFn) -> None:
     assert appconfig == {"deploymentRef": {"name": FULLNAME}, "settings": {}}
 
 
+def secrets_job(rendered: Rendered) -> dict[str, Any] | None:
+    """The `<fullname>-secrets-<hash>` Job, or None."""
+    jobs = [
+        j
+        for j in rendered.all("Job")
+        if j["metadata"]["labels"]["app.kubernetes.io/component"] == "secrets"
+    ]
+    assert len(jobs) <= 1
+    return jobs[0] if jobs else None
+
+
 def generated_secrets(rendered: Rendered) -> dict[str, dict[str, Any]]:
     """Name -> spec of the Secrets that the `-secrets` Job creates in the cluster."""
-    if not rendered.has("Job", f"{FULLNAME}-secrets"):
+    job = secrets_job(rendered)
+    if job is None:
         return {}
-    job = rendered.get("Job", f"{FULLNAME}-secrets")
     specs = json.loads(env(container(job, "generate"))["FASTSHIP_SECRETS"])
     return {spec["name"]: spec for spec in specs}
 
@@ -264,17 +275,29 @@ def test_no_secret_value_is_rendered(render: RenderFn) -> None:
     # The Job's rights: create Secrets, nothing else.
     role = rendered.get("Role", f"{FULLNAME}-secrets")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
-    job = rendered.get("Job", f"{FULLNAME}-secrets")
+    job = secrets_job(rendered)
+    assert job is not None
+    assert job["metadata"]["name"].startswith(f"{FULLNAME}-secrets-")
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == f"{FULLNAME}-secrets"
+    # Named after its pod template: under `kubectl apply` a new image is a new Job (a Job's
+    # template cannot change in place); the same values give the same name.
+    newer = secrets_job(render({"image": {"tag": "0.2.0"}}))
+    assert newer is not None
+    assert newer["metadata"]["name"] != job["metadata"]["name"]
+    again = secrets_job(render())
+    assert again is not None
+    assert again["metadata"]["name"] == job["metadata"]["name"]
     for obj in rendered.objects:
-        if obj["metadata"]["name"] == f"{FULLNAME}-secrets":
+        if obj["metadata"]["name"].startswith(f"{FULLNAME}-secrets"):
             hook = obj["metadata"]["annotations"]["helm.sh/hook"]
             assert hook == "pre-install,pre-upgrade", obj["kind"]
     # Bring both Secrets, and there is nothing to generate: no Job, no rights.
     brought = render(
         {"auth": {"existingSecret": "jwt"}, "postgresql": {"bundled": {"existingSecret": "pg"}}}
     )
-    assert not [o for o in brought.objects if o["metadata"]["name"] == f"{FULLNAME}-secrets"]
+    assert not [
+        o for o in brought.objects if o["metadata"]["name"].startswith(f"{FULLNAME}-secrets")
+    ]
     assert sorted(generated_secrets(render(MATRIX["fixed-external-operator"]))) == [
         f"{FULLNAME}-jwt"
     ]

@@ -352,3 +352,55 @@ template:
       {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- end -}}
+
+{{/* Pod template of the `<fullname>-secrets` Job; its hash names the Job. */}}
+{{- define "fastship.secretsPodTemplate" -}}
+template:
+  metadata:
+    labels:
+      {{- include "fastship.labels" (dict "ctx" $ "component" "secrets") | nindent 6 }}
+  spec:
+    restartPolicy: Never
+    serviceAccountName: {{ include "fastship.secrets.fullname" . }}
+    # The one pod of the release that needs an API token: it creates the Secrets.
+    automountServiceAccountToken: true
+    enableServiceLinks: false
+    {{- with include "fastship.imagePullSecrets" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    securityContext:
+      {{- toYaml .Values.podSecurityContext | nindent 6 }}
+    containers:
+      - name: generate
+        image: {{ include "fastship.image" . }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        args: ["python", "/scripts/generate-secrets.py"]
+        env:
+          - name: FASTSHIP_SECRETS
+            value: {{ include "fastship.generatedSecrets" . | quote }}
+        securityContext:
+          {{- toYaml .Values.securityContext | nindent 10 }}
+        resources:
+          {{- toYaml .Values.migrations.resources | nindent 10 }}
+        volumeMounts:
+          - name: scripts
+            mountPath: /scripts
+            readOnly: true
+          - name: tmp
+            mountPath: /tmp
+    volumes:
+      - name: scripts
+        configMap:
+          name: {{ include "fastship.secrets.fullname" . }}
+      - name: tmp
+        emptyDir:
+          sizeLimit: 16Mi
+    {{- with .Values.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end -}}
