@@ -364,6 +364,16 @@ def test_template_apply_twice_rotates_and_restarts_nothing(
         assert new["metadata"]["generation"] == old["metadata"]["generation"], kind
         assert new["spec"]["template"] == old["spec"]["template"], kind
 
+    # A new image applies too (the secrets Job is a new Job, not a changed one), and still
+    # rotates nothing.
+    upgraded = subprocess.run(
+        [*args, "--set", "image.tag=0.2.0"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    apply(kube, upgraded)
+    assert secrets_data(kube, ns, names) == before
+    deploy = kube.get("deployment", "gitops-fastship", namespace=ns)
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == "fastship:0.2.0"
+
     # The Job's rights: create Secrets; it cannot read, change or delete one.
     sa = f"system:serviceaccount:{ns}:gitops-fastship-secrets"
     for verb, allowed in (
