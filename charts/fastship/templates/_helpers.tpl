@@ -110,10 +110,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-imagePullSecrets of every pod: global.imagePullSecrets then imagePullSecrets, each entry
-`{name: x}` or just `x`. Returns the whole `imagePullSecrets:` key, empty when there are none.
+Pull secrets of every pod: global.imagePullSecrets then imagePullSecrets, each entry
+`{name: x}` or just `x`, without repeats. Returns a JSON list of {name: x} (for a custom
+resource's field, e.g. `imagePullSecrets: {{ include "fastship.imagePullSecretRefs" . }}`).
 */}}
-{{- define "fastship.imagePullSecrets" -}}
+{{- define "fastship.imagePullSecretRefs" -}}
 {{- $global := .Values.global | default dict -}}
 {{- $names := list -}}
 {{- range concat ($global.imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
@@ -123,11 +124,18 @@ imagePullSecrets of every pod: global.imagePullSecrets then imagePullSecrets, ea
 {{- $names = append $names (get . "name") -}}
 {{- end -}}
 {{- end -}}
-{{- with $names | compact | uniq -}}
+{{- $refs := list -}}
+{{- range $names | compact | uniq -}}
+{{- $refs = append $refs (dict "name" .) -}}
+{{- end -}}
+{{- toJson $refs -}}
+{{- end -}}
+
+{{/* The whole `imagePullSecrets:` key of a pod spec; empty when there are none. */}}
+{{- define "fastship.imagePullSecrets" -}}
+{{- with include "fastship.imagePullSecretRefs" . | fromJsonArray -}}
 imagePullSecrets:
-{{- range . }}
-  - name: {{ . }}
-{{- end }}
+{{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
 
