@@ -287,6 +287,21 @@ def test_no_secret_value_is_rendered(render: RenderFn) -> None:
     again = secrets_job(render())
     assert again is not None
     assert again["metadata"]["name"] == job["metadata"]["name"]
+    # Any node: an upgrade that moves the service to nodes that do not exist (yet) must not
+    # hang at this hook; the service's tolerations come along.
+    placed = secrets_job(
+        render(
+            {
+                "nodeSelector": {"pool": "none"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            }
+        )
+    )
+    assert placed is not None
+    assert "nodeSelector" not in placed["spec"]["template"]["spec"]
+    assert placed["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Exists"}
+    ]
     for obj in rendered.objects:
         if obj["metadata"]["name"].startswith(f"{FULLNAME}-secrets"):
             hook = obj["metadata"]["annotations"]["helm.sh/hook"]

@@ -403,10 +403,11 @@ template:
       - name: tmp
         emptyDir:
           sizeLimit: 16Mi
-    {{- with .Values.nodeSelector }}
-    nodeSelector:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
+    {{- /*
+    Any node will do for this small pod, also while the service's own nodeSelector matches
+    no node (a hook that cannot be scheduled would hold every upgrade); it tolerates what
+    the service tolerates, to be allowed onto tainted node pools.
+    */}}
     {{- with .Values.tolerations }}
     tolerations:
       {{- toYaml . | nindent 6 }}
