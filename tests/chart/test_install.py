@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,6 +25,8 @@ from tests.chart.secretsjob import run_as_job
 from tests.support.kube import Kube, wait_until
 
 RELEASE = "web"
+# The last commit whose chart rendered the generated Secrets itself (with `lookup`).
+OLD_CHART_COMMIT = "3a144b631ec66923feb4bdc9a21418b6735b82df"
 FULLNAME = f"{RELEASE}-fastship"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 SERVER = f"{INSTANCE},app.kubernetes.io/component=server"
@@ -274,3 +277,36 @@ def test_hook_mode_install_and_upgrade(kube: Kube, restricted_namespace: str) ->
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "fastship:0.2.0"
     history = helm(kube, ns, "history", RELEASE, "-o", "json").stdout
     assert [r["status"] for r in json.loads(history)] == ["superseded", "deployed"]
+
+
+def test_upgrade_from_a_chart_that_rendered_its_secrets(
+    kube: Kube, restricted_namespace: str, tmp_path: Path
+) -> None:
+    """Releases of chart 0.1.0 as first published (secrets rendered with `lookup`) keep
+    their JWT key and database password across the upgrade to Secrets made in the cluster,
+    with the one step the chart README gives."""
+    ns = restricted_namespace
+    old_chart = tmp_path / "old"
+    old_chart.mkdir()
+    git = subprocess.run(
+        ["git", "-C", str(CHART.parents[1]), "archive", OLD_CHART_COMMIT, "charts/fastship"],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert git.returncode == 0, (
+        f"needs the repository's history (commit {OLD_CHART_COMMIT}): {git.stderr.decode()}"
+    )
+    archive = git.stdout
+    subprocess.run(["tar", "-x", "-C", str(old_chart)], input=archive, check=True, timeout=60)
+    helm(kube, ns, "install", RELEASE, str(old_chart / "charts" / "fastship"), *VALUES)
+    jwt = secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key")
+    password = secret_value(kube, ns, f"{FULLNAME}-postgresql", "password")
+
+    # The step: the Secret the old chart rendered without `keep` must survive the upgrade,
+    # which no longer renders it.
+    kube.kubectl("annotate", "secret", f"{FULLNAME}-jwt", "-n", ns, "helm.sh/resource-policy=keep")
+    generate_secrets(kube, ns)  # the pre-upgrade hook: both exist, nothing is created
+    install(kube, ns)
+    assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") == jwt
+    assert secret_value(kube, ns, f"{FULLNAME}-postgresql", "password") == password
