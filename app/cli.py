@@ -76,6 +76,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             **options,
         )
         return 0
+    if settings.metrics_port:
+        if settings.metrics_port == port:
+            print(
+                f"invalid settings:\n  FASTSHIP_METRICS_PORT: is {port}, the port of the API; "
+                "choose another port, or 0 to serve /metrics on the API port",
+                file=sys.stderr,
+            )
+            return 2
+        from app.core import metrics
+
+        metrics.serve_separately(host, settings.metrics_port)
     # Importing the application allocates some 100,000 long-lived objects and hardly
     # any garbage: without collector passes meanwhile, start-up is quicker. The
     # application's start-up turns the collector back on.

@@ -31,7 +31,9 @@ CLUSTER_TOOLS=(helm kwok kwokctl etcd kube-apiserver kube-controller-manager kub
 NODE_TOOLS=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns kube-network-policies)
 # ... and the dev loop on it (skaffold.yaml).
 DEV_TOOLS=(skaffold)
-ALL_TOOLS=("${CLUSTER_TOOLS[@]}" "${NODE_TOOLS[@]}" "${DEV_TOOLS[@]}")
+# ... and the checks of the chart's monitoring rules and its OCI publishing (tests/chart).
+TEST_TOOLS=(promtool registry)
+ALL_TOOLS=("${CLUSTER_TOOLS[@]}" "${NODE_TOOLS[@]}" "${DEV_TOOLS[@]}" "${TEST_TOOLS[@]}")
 
 log() { printf '%s\n' "$*"; }
 die() { printf 'build-tools: %s\n' "$*" >&2; exit 1; }
@@ -160,6 +162,24 @@ build_metrics_server() {
   go_install "$1" "-X k8s.io/client-go/pkg/version.gitVersion=$2 \
     -X k8s.io/client-go/pkg/version.gitCommit=$commit" \
     "sigs.k8s.io/metrics-server/cmd/metrics-server@$2"
+}
+
+# --- chart publishing and monitoring checks ----------------------------------------------
+
+# promtool, for `promtool check rules` of the chart's PrometheusRule.
+# Module v0.3MM.P is Prometheus 3.MM.P.
+build_promtool() {
+  local rest="${2#v0.}" minor
+  minor="${rest%%.*}"
+  go_install "$1" "-X github.com/prometheus/common/version.Version=3.$((10#$minor - 300)).${rest#*.} \
+    -X github.com/prometheus/common/version.Branch=HEAD" \
+    "github.com/prometheus/prometheus/cmd/promtool@$2"
+}
+
+# The CNCF distribution registry, a local OCI registry for `helm push` in the tests.
+build_registry() {
+  go_install "$1" "-X github.com/distribution/distribution/v3/version.version=$2" \
+    "github.com/distribution/distribution/v3/cmd/registry@$2"
 }
 
 # --- tools that need a wrapper module (their go.mod has replace directives) -----------------
@@ -322,6 +342,8 @@ tool_version() {
     coredns) echo "$COREDNS_VERSION" ;;
     skaffold) echo "$SKAFFOLD_VERSION" ;;
     kube-network-policies) echo "$KUBE_NETWORK_POLICIES_VERSION-$(patch_key)" ;;
+    promtool) echo "$PROMETHEUS_VERSION" ;;
+    registry) echo "$DISTRIBUTION_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
 }

@@ -93,6 +93,14 @@ class Settings(BaseSettings):
         le=3600,
         description="On SIGTERM, how long in-flight requests may take to finish.",
     )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this port of its own (on `host`) and not on `port`, "
+        "so that a route to the API never publishes the metrics; 0 serves them at /metrics "
+        "on `port`.",
+    )
 
     # --- database --------------------------------------------------------------------
     database_url: SecretStr | None = Field(

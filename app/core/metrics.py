@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 REQUESTS = Counter(
     "fastship_http_requests_total",
@@ -53,3 +60,20 @@ def track_pool(connections_in_use: Callable[[], int]) -> None:
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+# Set by serve_separately(): /metrics then answers on its own port only, so that a route to
+# the API (an Ingress or HTTPRoute on "/") never publishes it.
+_separate_port: int | None = None
+
+
+def serve_separately(host: str, port: int) -> None:
+    """Serve the metrics on ``host``:``port`` from a thread of this process."""
+    global _separate_port
+    start_http_server(port, addr=host)
+    _separate_port = port
+
+
+def on_api_port() -> bool:
+    """Whether the API's own /metrics route serves the metrics."""
+    return _separate_port is None

@@ -100,6 +100,37 @@ FEATURES: dict[str, dict[str, Any]] = {
         },
         "commonLabels": {"example.com/cost-center": "42"},
     },
+    # As an umbrella chart's dependency, delivered by a GitOps tool.
+    "gitops": {
+        "migrations": {
+            "mode": "job",
+            "jobAnnotations": {"argocd.argoproj.io/sync-wave": "1"},
+        },
+        "operator": {"enabled": False},
+        "global": {"imageRegistry": "registry.example.com", "imagePullSecrets": ["global-cred"]},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "commonAnnotations": {"example.com/owner": "team-a"},
+        "extraObjects": [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "{{ .Release.Name }}-extra",
+                    "namespace": "{{ .Release.Namespace }}",
+                    "labels": {
+                        "helm.sh/chart": "{{ .Chart.Name }}-{{ .Chart.Version }}",
+                        "app.kubernetes.io/name": "fastship",
+                        "app.kubernetes.io/instance": "{{ .Release.Name }}",
+                        "app.kubernetes.io/component": "extra",
+                        "app.kubernetes.io/part-of": "fastship",
+                        "app.kubernetes.io/version": "{{ .Chart.AppVersion }}",
+                        "app.kubernetes.io/managed-by": "{{ .Release.Service }}",
+                    },
+                },
+                "data": {"owner": "team-a"},
+            }
+        ],
+    },
     "external+hook+peers": {
         "postgresql": {
             "mode": "external",

@@ -14,7 +14,7 @@ import yaml
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
-from tests.chart.conftest import CHART, Rendered
+from tests.chart.conftest import CHART, NAMESPACE, Rendered
 
 # Kinds from CRDs that are not part of this chart; kubernetes-validate has no schema for
 # them, so the tests assert their shape directly.
@@ -29,6 +29,7 @@ LABELS = (
     "app.kubernetes.io/managed-by",
 )
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "Pod"}
+CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace"}
 
 
 @cache
@@ -128,7 +129,7 @@ def assert_restricted(obj: dict[str, Any]) -> None:
         assert {"cpu", "memory"} <= set(requests), f"{at}: requests {requests}"
         assert (c.get("resources") or {}).get("limits", {}).get("memory"), f"{at}: memory limit"
         mounts = {m["mountPath"] for m in c.get("volumeMounts", []) or []}
-        if c["image"].startswith("postgres:"):
+        if c["image"].rsplit("/", 1)[-1].startswith("postgres:"):
             assert {"/tmp", "/var/run/postgresql"} <= mounts, f"{at}: writable dirs"
         else:
             assert "/tmp" in mounts, f"{at}: /tmp emptyDir for the read-only root"
@@ -146,11 +147,18 @@ def secret_values(rendered: Rendered) -> set[str]:
     return values
 
 
-def assert_common(rendered: Rendered, kube_version: str) -> None:
+def assert_common(rendered: Rendered, kube_version: str, namespace: str = NAMESPACE) -> None:
     """Every check that holds for any values."""
     assert rendered.objects, "nothing rendered"
     for obj in rendered.objects:
         validate(obj, kube_version)
+        # Set on every namespaced object, so that `helm template | kubectl apply` (and an
+        # umbrella chart's render) lands in the namespace it was rendered for.
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert obj["metadata"].get("namespace") == namespace, (
+                f"{obj['kind']}/{obj['metadata']['name']}: metadata.namespace "
+                f"{obj['metadata'].get('namespace')!r}, expected {namespace!r}"
+            )
         labels = obj["metadata"].get("labels") or {}
         missing = [k for k in LABELS if k not in labels]
         assert not missing, f"{obj['kind']}/{obj['metadata']['name']} lacks labels {missing}"

@@ -50,7 +50,8 @@ def test_schema_rejects_unknown_keys_everywhere() -> None:
             walk(child, f"{path}.{key}" if path else key)
 
     walk(_schema(), "")
-    assert open_maps == []
+    # `global` is shared by an umbrella chart with all its subcharts: keys for the others pass.
+    assert open_maps == ["global"]
 
 
 def test_config_schema_lists_exactly_the_service_settings() -> None:

@@ -15,14 +15,18 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.chart.conftest import CHART
+from tests.chart.secretsjob import run_as_job
 from tests.support.kube import Kube, wait_until
 
 RELEASE = "web"
+# The last commit whose chart rendered the generated Secrets itself (with `lookup`).
+OLD_CHART_COMMIT = "3a144b631ec66923feb4bdc9a21418b6735b82df"
 FULLNAME = f"{RELEASE}-fastship"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 SERVER = f"{INSTANCE},app.kubernetes.io/component=server"
@@ -45,6 +49,22 @@ def helm(kube: Kube, ns: str, *args: str, check: bool = True) -> subprocess.Comp
 
 def install(kube: Kube, ns: str, *extra: str) -> str:
     return helm(kube, ns, "upgrade", "--install", RELEASE, str(CHART), *VALUES, *extra).stdout
+
+
+def generate_secrets(kube: Kube, ns: str, *extra: str) -> None:
+    """What the pre-install hook Job's pod does on a real node: create the missing Secrets.
+
+    The Job's ServiceAccount, Role and RoleBinding come from the chart's own render (the
+    hook deletes and recreates them when the release installs)."""
+    rendered = helm(
+        kube, ns, "template", RELEASE, str(CHART), *VALUES, *extra,
+        "--show-only", "templates/secrets-job.yaml", "--kube-version", kube.version,
+    ).stdout  # fmt: skip
+    objects = [d for d in yaml.safe_load_all(rendered) if d]
+    kube.apply([o for o in objects if o["kind"] in {"ServiceAccount", "Role", "RoleBinding"}])
+    job = next(o for o in objects if o["kind"] == "Job")
+    proc = run_as_job(kube, ns, job)
+    assert proc.returncode == 0, proc.stderr
 
 
 def manifest_objects(kube: Kube, ns: str) -> list[dict[str, Any]]:
@@ -130,6 +150,7 @@ def remaining(kube: Kube, ns: str) -> list[str]:
 
 def test_install_upgrade_test_uninstall(kube: Kube, restricted_namespace: str) -> None:
     ns = restricted_namespace
+    generate_secrets(kube, ns)
     notes = install(kube, ns)
     # NOTES.txt: how to reach the service and log in.
     assert f"kubectl -n {ns} port-forward service/{FULLNAME} 8000:80" in notes
@@ -213,27 +234,33 @@ def test_install_upgrade_test_uninstall(kube: Kube, restricted_namespace: str) -
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "Phase:          Succeeded" in passed.stdout
 
-    # Uninstall removes everything but the database's volume and its password.
+    # Uninstall removes everything of the release but the database's volume; the
+    # generated Secrets were never the release's (the Job made them) and stay too.
     helm(kube, ns, "uninstall", RELEASE, "--wait", "--timeout", "120s")
-    kept = sorted(
-        [f"PersistentVolumeClaim/{FULLNAME}-postgresql-data", f"Secret/{FULLNAME}-postgresql"]
-    )
+    kept = [f"PersistentVolumeClaim/{FULLNAME}-postgresql-data"]
     wait_until(
         lambda: remaining(kube, ns) == kept,
         timeout=120,
         what=f"only {kept} left after uninstall",
     )
+    generated = kube.get("secrets", namespace=ns, selector=f"fastship.dev/release={RELEASE}")
+    assert sorted(s["metadata"]["name"] for s in generated["items"]) == [
+        f"{FULLNAME}-jwt",
+        f"{FULLNAME}-postgresql",
+    ]
 
-    # A new install under the same name adopts both and keeps the password of the data.
+    # A new install under the same name adopts the volume and finds the password of its data.
+    generate_secrets(kube, ns)
     install(kube, ns)
     assert secret_value(kube, ns, f"{FULLNAME}-postgresql", "password") == password
-    assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") != jwt
+    assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") == jwt
 
 
 def test_hook_mode_install_and_upgrade(kube: Kube, restricted_namespace: str) -> None:
     """migrations.mode hook: the Job runs post-install (bundled database), pre-upgrade."""
     ns = restricted_namespace
     hook = ["--set", "migrations.mode=hook", "--set", "operator.enabled=false"]
+    generate_secrets(kube, ns, *hook)
     install(kube, ns, *hook)  # returns once the post-install Job has completed
     job = kube.get("job", f"{FULLNAME}-migrate", namespace=ns)
     assert job["status"].get("succeeded") == 1
@@ -250,3 +277,36 @@ def test_hook_mode_install_and_upgrade(kube: Kube, restricted_namespace: str) ->
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "fastship:0.2.0"
     history = helm(kube, ns, "history", RELEASE, "-o", "json").stdout
     assert [r["status"] for r in json.loads(history)] == ["superseded", "deployed"]
+
+
+def test_upgrade_from_a_chart_that_rendered_its_secrets(
+    kube: Kube, restricted_namespace: str, tmp_path: Path
+) -> None:
+    """Releases of chart 0.1.0 as first published (secrets rendered with `lookup`) keep
+    their JWT key and database password across the upgrade to Secrets made in the cluster,
+    with the one step the chart README gives."""
+    ns = restricted_namespace
+    old_chart = tmp_path / "old"
+    old_chart.mkdir()
+    git = subprocess.run(
+        ["git", "-C", str(CHART.parents[1]), "archive", OLD_CHART_COMMIT, "charts/fastship"],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert git.returncode == 0, (
+        f"needs the repository's history (commit {OLD_CHART_COMMIT}): {git.stderr.decode()}"
+    )
+    archive = git.stdout
+    subprocess.run(["tar", "-x", "-C", str(old_chart)], input=archive, check=True, timeout=60)
+    helm(kube, ns, "install", RELEASE, str(old_chart / "charts" / "fastship"), *VALUES)
+    jwt = secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key")
+    password = secret_value(kube, ns, f"{FULLNAME}-postgresql", "password")
+
+    # The step: the Secret the old chart rendered without `keep` must survive the upgrade,
+    # which no longer renders it.
+    kube.kubectl("annotate", "secret", f"{FULLNAME}-jwt", "-n", ns, "helm.sh/resource-policy=keep")
+    generate_secrets(kube, ns)  # the pre-upgrade hook: both exist, nothing is created
+    install(kube, ns)
+    assert secret_value(kube, ns, f"{FULLNAME}-jwt", "jwt-secret-key") == jwt
+    assert secret_value(kube, ns, f"{FULLNAME}-postgresql", "password") == password

@@ -20,6 +20,20 @@ LINT_CASES: dict[str, list[str]] = {
     ],
     "cloudnativepg": ["--set", "postgresql.mode=cloudnativepg"],
     "hook": ["--set", "migrations.mode=hook", "--set", "operator.enabled=false"],
+    "gitops": [
+        "--set",
+        "migrations.mode=job",
+        "--set",
+        "operator.enabled=false",
+        "--set",
+        "global.imageRegistry=registry.example.com",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+    ],
     "ingress+httproute": [
         "--set",
         "ingress.enabled=true",
@@ -62,3 +76,16 @@ def test_helm_lint_fails_on_bad_values(helm_bin: Path) -> None:
     )
     assert proc.returncode != 0
     assert "/postgresql/mode" in proc.stdout + proc.stderr
+
+
+def test_helm_lint_strict_crds_chart(helm_bin: Path) -> None:
+    proc = subprocess.run(
+        [str(helm_bin), "lint", "--strict", "--kube-version", KUBE_VERSION,
+         str(CHART.parent / "fastship-crds")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout

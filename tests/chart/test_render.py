@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +15,14 @@ from tests.chart.checks import (
     crd_schemas,
     read_rbac_rules,
 )
-from tests.chart.conftest import NAMESPACE, RELEASE, Rendered, RenderErrorFn, RenderFn
+from tests.chart.conftest import (
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    RenderErrorFn,
+    RenderFn,
+    run_template,
+)
 
 # Kubernetes minors inside the chart's kubeVersion (>=1.29.0-0) that every case is
 # validated against: the oldest supported, one in the middle, the local control plane's,
@@ -90,16 +97,22 @@ def test_matrix_renders_valid_objects(case: str, render: RenderFn) -> None:
         assert migration["image"] == container(deploy, "server")["image"]
         assert migration["databaseSecretRef"] == ref
         assert migration["deploymentRef"] == {"name": FULLNAME}
-        assert not rendered.has("Job")
+        assert not rendered.has("Job", f"{FULLNAME}-migrate")
     else:
-        job = rendered.get("Job", f"{FULLNAME}-migrate")
-        assert env(container(job, "migrate"))["FASTSHIP_DATABASE_URL"] == url
+        jobs = [
+            j
+            for j in rendered.all("Job")
+            if j["metadata"]["labels"]["app.kubernetes.io/component"] == "migration"
+        ]
+        assert len(jobs) == 1
+        assert env(container(jobs[0], "migrate"))["FASTSHIP_DATABASE_URL"] == url
+        assert env(container(jobs[0], "wait-for-database"))["FASTSHIP_DATABASE_URL"] == url
         assert not rendered.has("Migration")
 
     if operator:
         assert rendered.has("AppConfig", FULLNAME)
         assert rendered.has("Deployment", f"{FULLNAME}-operator")
-        assert not rendered.has("ConfigMap")
+        assert not rendered.has("ConfigMap", f"{FULLNAME}-config")
     else:
         assert rendered.get("ConfigMap", f"{FULLNAME}-config")
         assert not rendered.has("AppConfig")
@@ -154,12 +167,15 @@ def test_defaults(render: RenderFn) -> None:
             "Pod",
             "PodDisruptionBudget",
             "Role",
+            "Role",
             "RoleBinding",
-            "Secret",
-            "Secret",
+            "RoleBinding",
+            "ConfigMap",
+            "Job",
             "Service",
             "Service",
             "Service",
+            "ServiceAccount",
             "ServiceAccount",
             "ServiceAccount",
             "StatefulSet",
@@ -191,7 +207,11 @@ def test_defaults(render: RenderFn) -> None:
     assert server_c["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert server_c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert server_c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert server_c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert server_c["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert env(server_c)["FASTSHIP_METRICS_PORT"] == "9090"
     keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
     assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     pdb = rendered.get("PodDisruptionBudget", FULLNAME)["spec"]
@@ -204,25 +224,101 @@ def test_defaults(render: RenderFn) -> None:
     assert appconfig == {"deploymentRef": {"name": FULLNAME}, "settings": {}}
 
 
-def test_generated_secrets_are_consistent(render: RenderFn) -> None:
+def secrets_job(rendered: Rendered) -> dict[str, Any] | None:
+    """The `<fullname>-secrets-<hash>` Job, or None."""
+    jobs = [
+        j
+        for j in rendered.all("Job")
+        if j["metadata"]["labels"]["app.kubernetes.io/component"] == "secrets"
+    ]
+    assert len(jobs) <= 1
+    return jobs[0] if jobs else None
+
+
+def generated_secrets(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    """Name -> spec of the Secrets that the `-secrets` Job creates in the cluster."""
+    job = secrets_job(rendered)
+    if job is None:
+        return {}
+    specs = json.loads(env(container(job, "generate"))["FASTSHIP_SECRETS"])
+    return {spec["name"]: spec for spec in specs}
+
+
+def test_renders_are_deterministic(helm_bin: Path, tmp_path: Path) -> None:
+    """No random data at render time: two renders of the defaults are byte-identical."""
+    for values in ({}, MATRIX["hpa-cnpg-hook+op"], MATRIX["extras"]):
+        first = run_template(helm_bin, values, tmp_path)
+        second = run_template(helm_bin, values, tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == second.stdout
+
+
+def test_no_secret_value_is_rendered(render: RenderFn) -> None:
+    """The chart renders no Secret: the `-secrets` Job creates the missing ones, once."""
     rendered = render()
+    assert not rendered.has("Secret")
     deploy = server(rendered)
-    annotations = deploy["spec"]["template"]["metadata"]["annotations"]
-    jwt = base64.b64decode(rendered.get("Secret", f"{FULLNAME}-jwt")["data"]["jwt-secret-key"])
-    assert len(jwt) == 64
-    assert annotations["checksum/jwt-secret"] == hashlib.sha256(jwt).hexdigest()
-    db = rendered.get("Secret", f"{FULLNAME}-postgresql")
-    password = base64.b64decode(db["data"]["password"]).decode()
-    uri = base64.b64decode(db["data"]["uri"]).decode()
-    assert len(password) == 32
-    assert uri == f"postgresql://fastship:{password}@{FULLNAME}-postgresql:5432/fastship"
-    assert annotations["checksum/database-secret"] == hashlib.sha256(uri.encode()).hexdigest()
-    # A second render (no cluster to look up) generates new values: they are random.
-    again = render()
-    assert (
-        again.get("Secret", f"{FULLNAME}-jwt")["data"]
-        != rendered.get("Secret", f"{FULLNAME}-jwt")["data"]
+    assert "annotations" not in deploy["spec"]["template"]["metadata"]
+    secrets = generated_secrets(rendered)
+    assert sorted(secrets) == [f"{FULLNAME}-jwt", f"{FULLNAME}-postgresql"]
+    assert secrets[f"{FULLNAME}-jwt"]["data"] == {"jwt-secret-key": {"random": 64}}
+    assert secrets[f"{FULLNAME}-postgresql"]["data"] == {
+        "username": {"value": "fastship"},
+        "password": {"random": 32},
+        "uri": {
+            "format": f"postgresql://fastship:{{password}}@{FULLNAME}-postgresql:5432/fastship"
+        },
+    }
+    for spec in secrets.values():
+        # Not the release's objects: Argo CD neither prunes them nor reports them.
+        assert "app.kubernetes.io/instance" not in spec["labels"]
+        assert spec["labels"]["fastship.dev/release"] == RELEASE
+        assert spec["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert spec["annotations"]["argocd.argoproj.io/compare-options"] == "IgnoreExtraneous"
+    # The Job's rights: create Secrets, nothing else.
+    role = rendered.get("Role", f"{FULLNAME}-secrets")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    job = secrets_job(rendered)
+    assert job is not None
+    assert job["metadata"]["name"].startswith(f"{FULLNAME}-secrets-")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == f"{FULLNAME}-secrets"
+    # Named after its pod template: under `kubectl apply` a new image is a new Job (a Job's
+    # template cannot change in place); the same values give the same name.
+    newer = secrets_job(render({"image": {"tag": "0.2.0"}}))
+    assert newer is not None
+    assert newer["metadata"]["name"] != job["metadata"]["name"]
+    again = secrets_job(render())
+    assert again is not None
+    assert again["metadata"]["name"] == job["metadata"]["name"]
+    # Any node: an upgrade that moves the service to nodes that do not exist (yet) must not
+    # hang at this hook; the service's tolerations come along.
+    placed = secrets_job(
+        render(
+            {
+                "nodeSelector": {"pool": "none"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            }
+        )
     )
+    assert placed is not None
+    assert "nodeSelector" not in placed["spec"]["template"]["spec"]
+    assert placed["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Exists"}
+    ]
+    for obj in rendered.objects:
+        if obj["metadata"]["name"].startswith(f"{FULLNAME}-secrets"):
+            hook = obj["metadata"]["annotations"]["helm.sh/hook"]
+            assert hook == "pre-install,pre-upgrade", obj["kind"]
+    # Bring both Secrets, and there is nothing to generate: no Job, no rights.
+    brought = render(
+        {"auth": {"existingSecret": "jwt"}, "postgresql": {"bundled": {"existingSecret": "pg"}}}
+    )
+    assert not [
+        o for o in brought.objects if o["metadata"]["name"].startswith(f"{FULLNAME}-secrets")
+    ]
+    assert sorted(generated_secrets(render(MATRIX["fixed-external-operator"]))) == [
+        f"{FULLNAME}-jwt"
+    ]
 
 
 def test_bundled_postgres(render: RenderFn) -> None:
@@ -242,8 +338,7 @@ def test_bundled_postgres(render: RenderFn) -> None:
     pvc = rendered.get("PersistentVolumeClaim", f"{name}-data")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "8Gi"
-    secret = rendered.get("Secret", name)
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert name in generated_secrets(rendered)
     # Postgres accepts only this release's pods, on 5432, and connects nowhere.
     policy = rendered.get("NetworkPolicy", name)["spec"]
     assert policy["ingress"] == [
@@ -252,7 +347,7 @@ def test_bundled_postgres(render: RenderFn) -> None:
             "ports": [{"port": 5432, "protocol": "TCP"}],
         }
     ]
-    assert policy["egress"] == []
+    assert "egress" not in policy
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     # The operator's migration pods carry the label that the policy admits.
     labels = rendered.get("Migration", FULLNAME)["spec"]["podLabels"]
@@ -292,7 +387,7 @@ def test_external_postgres(render: RenderFn) -> None:
     rendered = render(values)
     assert not rendered.has("StatefulSet")
     assert not rendered.has("PersistentVolumeClaim")
-    assert [s["metadata"]["name"] for s in rendered.all("Secret")] == [f"{FULLNAME}-jwt"]
+    assert list(generated_secrets(rendered)) == [f"{FULLNAME}-jwt"]
     egress = rendered.get("NetworkPolicy", FULLNAME)["spec"]["egress"]
     assert {"ports": [{"port": 5432, "protocol": "TCP"}]} in egress
     peers = render(MATRIX["external+hook+peers"])
@@ -374,7 +469,7 @@ def test_config_with_operator_is_an_appconfig(render: RenderFn) -> None:
     rendered = render({"config": {"log_level": "WARNING", "signup_enabled": "false"}})
     spec = rendered.get("AppConfig", FULLNAME)["spec"]
     assert spec["settings"] == {"log_level": "WARNING", "signup_enabled": "false"}
-    assert "checksum/config" not in server(rendered)["spec"]["template"]["metadata"]["annotations"]
+    assert "annotations" not in server(rendered)["spec"]["template"]["metadata"]
     assert render().get("AppConfig", FULLNAME)["spec"]["settings"] == {}
 
 
@@ -427,7 +522,10 @@ def test_crds_are_present_for_the_custom_resources() -> None:
 
 def test_network_policy_of_the_service(render: RenderFn) -> None:
     policy = render().get("NetworkPolicy", FULLNAME)["spec"]
-    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}]},
+        {"ports": [{"port": "metrics", "protocol": "TCP"}]},
+    ]
     dns, postgres = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert postgres["ports"] == [{"port": 5432, "protocol": "TCP"}]
@@ -460,7 +558,7 @@ def test_ingress_httproute_servicemonitor(render: RenderFn) -> None:
     monitor = monitoring.get("ServiceMonitor", FULLNAME)
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitoring.get("PodDisruptionBudget", FULLNAME)["spec"] == {
         "minAvailable": "50%",
         "selector": server(monitoring)["spec"]["selector"],
@@ -543,7 +641,7 @@ def test_values_yaml_is_the_default(render: RenderFn) -> None:
 
 def test_bundled_postgres_existing_secret(render: RenderFn) -> None:
     rendered = render({"postgresql": {"bundled": {"existingSecret": "pg-creds"}}})
-    assert not rendered.has("Secret", f"{FULLNAME}-postgresql")
+    assert list(generated_secrets(rendered)) == [f"{FULLNAME}-jwt"]
     sts = rendered.get("StatefulSet", f"{FULLNAME}-postgresql")
     password = env(container(sts, "postgresql"))["POSTGRES_PASSWORD"]
     assert password == {"secretKeyRef": {"name": "pg-creds", "key": "password"}}
@@ -551,7 +649,6 @@ def test_bundled_postgres_existing_secret(render: RenderFn) -> None:
     deploy = server(rendered)
     url = env(container(deploy, "server"))["FASTSHIP_DATABASE_URL"]
     assert url == {"secretKeyRef": {"name": "pg-creds", "key": "uri"}}
-    assert "checksum/database-secret" not in deploy["spec"]["template"]["metadata"]["annotations"]
     assert rendered.get("Migration", FULLNAME)["spec"]["databaseSecretRef"] == {
         "name": "pg-creds",
         "key": "uri",

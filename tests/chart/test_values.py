@@ -33,6 +33,25 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}},
         ["autoscaling.minReplicas (5)", "autoscaling.maxReplicas (3)"],
     ),
+    "global pull secret without a name": (
+        {"global": {"imagePullSecrets": [{"nam": "regcred"}]}},
+        ["/global/imagePullSecrets/0"],
+    ),
+    "global registry with a scheme": (
+        {"global": {"imageRegistry": "https://registry.example.com"}},
+        ["/global/imageRegistry"],
+    ),
+    "enabled not a boolean": ({"enabled": "no"}, ["/enabled", "boolean"]),
+    "commonAnnotations not strings": (
+        {"commonAnnotations": {"example.com/n": 1}},
+        ["/commonAnnotations/example.com~1n", "string"],
+    ),
+    "metrics port of the API": ({"metrics": {"port": 8000}}, ["/metrics/port"]),
+    "metrics_port in config": ({"config": {"metrics_port": "9100"}}, ["config.metrics_port"]),
+    "error ratio above 1": (
+        {"metrics": {"prometheusRule": {"errorRatio": 5}}},
+        ["/metrics/prometheusRule/errorRatio", "maximum"],
+    ),
     "unknown postgres mode": (
         {"postgresql": {"mode": "sqlite"}},
         ["/postgresql/mode", "bundled", "external", "cloudnativepg"],

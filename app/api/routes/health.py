@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import ServicesDep
 from app.core import metrics
-from app.core.errors import ErrorBody
+from app.core.errors import AppError, ErrorBody
 from app.core.logging import request_id_var
 from app.core.schema import head_revision, schema_status
 from app.schemas import Health, Readiness
@@ -62,5 +62,7 @@ def _not_ready(code: str, message: str) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics() -> Response:
+    if not metrics.on_api_port():
+        raise AppError(404, "Not Found")
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
