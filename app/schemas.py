@@ -85,6 +85,9 @@ class UserCreate(Strict):
 class UserUpdateMe(Strict):
     email: EmailStr | None = None
     full_name: FullName | None = None
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = (
+        Field(None, description="Your password: needed to change your email.")
+    )
 
 
 class PasswordChange(Strict):

@@ -28,6 +28,7 @@ async def login(
 
     After repeated failures for one email, further attempts get 429 with
     `Retry-After` until the lockout ends."""
+    services.throttle_sweeper.start_if_due()
     user = await auth.authenticate(
         session=session,
         hashing=services.hashing,
