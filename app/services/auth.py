@@ -12,14 +12,17 @@ milliseconds of CPU and waits for a hashing slot under load, and a connection he
 across it would let a burst of logins take the whole pool from the rest of the API.
 A login is three steps instead:
 
-1. one short transaction counts the attempt as a failure *before* the check, under a
-   row lock on the address's counter, and reads the account. Concurrent guesses are
+1. one statement counts the attempt as a failure *before* the check, under a row
+   lock on the address's counter, and one reads the account. Concurrent guesses are
    counted one after another, so however many arrive at once, at most
    ``login_max_failures`` of them per window get past this step;
 2. the password check, with no connection;
-3. on success, one short transaction forgets the counter (the attempt was no
-   failure after all) and checks that the account still has the password that was
-   checked and is still active.
+3. on success, the account is read again (it must still have the password that was
+   checked, and be active) and the counter is forgotten: the attempt was no failure
+   after all.
+
+Each step's statements run on an autocommit connection: no BEGIN or COMMIT round
+trips, and the connection goes back to the pool between the steps.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import asyncio
 import logging
 import math
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core import metrics
 from app.core.config import Settings
@@ -63,94 +68,111 @@ def _invalid() -> AppError:
     )
 
 
+@dataclass(frozen=True)
+class Account:
+    """What a token is issued from: the account as it was when the login succeeded."""
+
+    id: uuid.UUID
+    role: str
+    token_version: int
+
+
 async def authenticate(
-    *,
-    session: AsyncSession,
-    hashing: PasswordHashing,
-    settings: Settings,
-    email: str,
-    password: str,
-) -> User:
+    *, db: Database, hashing: PasswordHashing, settings: Settings, email: str, password: str
+) -> Account:
     key = users.normalize_email(email)[:320]
     if "\x00" in key:  # no such address can exist, or be stored; it costs a check too
         await hashing.verify(None, password)
         metrics.LOGIN_FAILURES.labels("credentials").inc()
         raise _invalid()
 
-    account = await _count_attempt(session=session, key=key, settings=settings)
-    checked_hash = account[0] if account else None
+    async with db.connection() as conn:
+        await _count_attempt(conn, key=key, settings=settings)
+        account = (
+            await conn.execute(select(User.hashed_password, User.id).where(User.email == key))
+        ).one_or_none()
+    checked_hash = account.hashed_password if account is not None else None
     # No connection is held from here until the check is done.
     valid = await hashing.verify(checked_hash, password)
-    if not valid or account is None:
+    if not valid or account is None or checked_hash is None:
         metrics.LOGIN_FAILURES.labels("credentials").inc()
         raise _invalid()
-    new_hash = await hashing.hash(password) if hashing.needs_rehash(account[0]) else None
+    new_hash = await hashing.hash(password) if hashing.needs_rehash(checked_hash) else None
 
-    user = await session.get(User, account[1], with_for_update=True, populate_existing=True)
-    if user is None or user.hashed_password != checked_hash:
-        # Deleted, or its password changed while this one was being checked.
-        await session.commit()
-        metrics.LOGIN_FAILURES.labels("credentials").inc()
-        raise _invalid()
-    if not user.is_active:
-        await session.commit()
-        metrics.LOGIN_FAILURES.labels("disabled").inc()
-        raise AppError(403, "This account is disabled", code="account_disabled")
-    await session.execute(delete(LoginThrottle).where(LoginThrottle.email == key))
-    if new_hash is not None:
-        user.hashed_password = new_hash
-    await session.commit()
-    return user
+    async with db.connection() as conn:
+        user = (await conn.execute(_ACCOUNT.where(User.id == account.id))).one_or_none()
+        # Deleted, or its password changed, while this one was being checked. (A change
+        # after this read increments the token version: the token issued here dies.)
+        if user is None or user.hashed_password != checked_hash:
+            metrics.LOGIN_FAILURES.labels("credentials").inc()
+            raise _invalid()
+        if not user.is_active:
+            metrics.LOGIN_FAILURES.labels("disabled").inc()
+            raise AppError(403, "This account is disabled", code="account_disabled")
+        await conn.execute(delete(LoginThrottle).where(LoginThrottle.email == key))
+        if new_hash is not None:
+            await conn.execute(
+                update(User)
+                .where(User.id == user.id, User.hashed_password == checked_hash)
+                .values(hashed_password=new_hash)
+            )
+    return Account(user.id, user.role, user.token_version)
 
 
-async def _count_attempt(
-    *, session: AsyncSession, key: str, settings: Settings
-) -> tuple[str, object] | None:
-    """Count this attempt as a failure (a success takes it back) and return the
-    account's password hash and id, or None when no account has the address; 429
-    while the address is locked. One transaction, committed before returning.
+_ACCOUNT = select(User.id, User.role, User.is_active, User.token_version, User.hashed_password)
 
-    The counter row is locked for the length of this short transaction only, so that
-    concurrent attempts for one address are counted one after another and each sees
-    those before it. On SQLite, a single-process development database, the lock
-    clause is ignored: its first write takes the database's write lock instead.
+
+async def _count_attempt(conn: AsyncConnection, *, key: str, settings: Settings) -> None:
+    """Count this attempt as a failure (a success takes it back); 429 while the
+    address is locked.
+
+    One statement, an upsert that locks the counter's row while it reads and changes
+    it: concurrent attempts for one address are counted one after another and each
+    sees those before it. The attempt that reaches ``login_max_failures`` locks the
+    address and is still checked; a locked address's row is left as it is, and the
+    upsert returns nothing.
     """
     now = utcnow()
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-    await session.execute(
-        insert(LoginThrottle)
-        .values(email=key, failures=0, window_started_at=now)
-        .on_conflict_do_nothing(index_elements=["email"])
+    lock_until = now + timedelta(seconds=settings.login_lockout_seconds)
+    limit = settings.login_max_failures
+    table = LoginThrottle.__table__
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    stmt = insert(LoginThrottle).values(
+        email=key,
+        failures=0 if limit <= 1 else 1,
+        window_started_at=now,
+        locked_until=lock_until if limit <= 1 else None,
     )
-    throttle = await session.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
-    assert throttle is not None  # inserted above if it was missing
-    if throttle.locked_until is not None and _aware(throttle.locked_until) > now:
-        await session.commit()
-        metrics.LOGIN_FAILURES.labels("locked").inc()
-        retry = max(1, math.ceil((_aware(throttle.locked_until) - now).total_seconds()))
-        raise AppError(
-            429,
-            f"Too many failed logins for this email; try again in {retry} seconds",
-            code="login_locked",
-            headers={"Retry-After": str(retry)},
-        )
-    window = timedelta(seconds=settings.login_failure_window_seconds)
-    if _aware(throttle.window_started_at) + window < now:
-        throttle.failures = 0
-        throttle.window_started_at = now
-        throttle.locked_until = None
-    throttle.failures += 1
-    if throttle.failures >= settings.login_max_failures:
-        # This attempt is the last one of the window to be checked: the address is
-        # locked unless it succeeds (a success deletes the counter).
-        throttle.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
-        throttle.failures = 0
-        throttle.window_started_at = now
-    account = (
-        await session.execute(select(User.hashed_password, User.id).where(User.email == key))
-    ).one_or_none()
-    await session.commit()
-    return (account[0], account[1]) if account is not None else None
+    expired = table.c.window_started_at < now - timedelta(
+        seconds=settings.login_failure_window_seconds
+    )
+    failures = case((expired, 1), else_=table.c.failures + 1)
+    reached = failures >= limit
+    locked = and_(table.c.locked_until.is_not(None), table.c.locked_until > now)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[table.c.email],
+        set_={
+            "failures": case((reached, 0), else_=failures),
+            "window_started_at": case(
+                (or_(reached, expired), now), else_=table.c.window_started_at
+            ),
+            "locked_until": case((reached, lock_until), else_=None),
+        },
+        where=~locked,
+    ).returning(table.c.email)
+    if (await conn.execute(upsert)).first() is not None:
+        return
+    locked_until = await conn.scalar(
+        select(LoginThrottle.locked_until).where(LoginThrottle.email == key)
+    )
+    metrics.LOGIN_FAILURES.labels("locked").inc()
+    retry = max(1, math.ceil((_aware(locked_until or now) - now).total_seconds()))
+    raise AppError(
+        429,
+        f"Too many failed logins for this email; try again in {retry} seconds",
+        code="login_locked",
+        headers={"Retry-After": str(retry)},
+    )
 
 
 class ThrottleSweeper:
