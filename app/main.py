@@ -28,7 +28,7 @@ from app.core.security import PasswordHashing, Tokens
 from app.core.serving import loop_name
 from app.models import Role, User
 from app.services.audit import AuditLog
-from app.services.auth import ThrottleSweeper
+from app.services.auth import LoginCounters
 
 log = logging.getLogger("fastship")
 
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hashing=hashing,
             tokens=Tokens(settings),
             audit=AuditLog(db),
-            throttle_sweeper=ThrottleSweeper(db, settings),
+            login_counters=LoginCounters(db, settings),
         )
         app.state.services = services
         metrics.track_pool(db.connections_in_use)
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.audit.close()
-            await services.throttle_sweeper.close()
+            await services.login_counters.close()
             await services.cache.close()
             await db.dispose()
 

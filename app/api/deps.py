@@ -16,7 +16,7 @@ from app.core.db import Database
 from app.core.errors import AppError
 from app.core.security import PasswordHashing, TokenError, Tokens
 from app.services.audit import AuditLog
-from app.services.auth import ThrottleSweeper
+from app.services.auth import LoginCounters
 from app.services.users import Principal, load_principal
 
 
@@ -30,7 +30,7 @@ class Services:
     hashing: PasswordHashing
     tokens: Tokens
     audit: AuditLog
-    throttle_sweeper: ThrottleSweeper
+    login_counters: LoginCounters
 
 
 async def get_services(request: Request) -> Services:

@@ -32,6 +32,8 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -78,14 +80,28 @@ class Account:
 
 
 async def authenticate(
-    *, db: Database, hashing: PasswordHashing, settings: Settings, email: str, password: str
+    *,
+    db: Database,
+    hashing: PasswordHashing,
+    settings: Settings,
+    counters: LoginCounters,
+    email: str,
+    password: str,
 ) -> Account:
     key = users.normalize_email(email)[:320]
     if "\x00" in key:  # no such address can exist, or be stored; it costs a check too
         await hashing.verify(None, password)
         metrics.LOGIN_FAILURES.labels("credentials").inc()
         raise _invalid()
+    async with counters.one_at_a_time(key):
+        return await _authenticate(
+            db=db, hashing=hashing, settings=settings, key=key, password=password
+        )
 
+
+async def _authenticate(
+    *, db: Database, hashing: PasswordHashing, settings: Settings, key: str, password: str
+) -> Account:
     async with db.connection() as conn:
         await _count_attempt(conn, key=key, settings=settings)
         account = (
@@ -106,10 +122,11 @@ async def authenticate(
         if user is None or user.hashed_password != checked_hash:
             metrics.LOGIN_FAILURES.labels("credentials").inc()
             raise _invalid()
+        # The right password: the attempt was no failure (for a disabled account too).
+        await conn.execute(delete(LoginThrottle).where(LoginThrottle.email == key))
         if not user.is_active:
             metrics.LOGIN_FAILURES.labels("disabled").inc()
             raise AppError(403, "This account is disabled", code="account_disabled")
-        await conn.execute(delete(LoginThrottle).where(LoginThrottle.email == key))
         if new_hash is not None:
             await conn.execute(
                 update(User)
@@ -175,16 +192,39 @@ async def _count_attempt(conn: AsyncConnection, *, key: str, settings: Settings)
     )
 
 
-class ThrottleSweeper:
-    """Deletes, at most once a minute per process, the counters of addresses that are
-    neither locked nor inside a failure window: they count nothing any more, and
-    without this every unknown address ever tried would keep a row."""
+class LoginCounters:
+    """What a process keeps about logins besides the database's counters.
+
+    - Attempts for one address in this process run one after another
+      (``one_at_a_time``; waiting holds no connection). Each attempt is counted as a
+      failure before its check and taken back if it succeeds, so without this more
+      than ``login_max_failures`` simultaneous logins for one account, all with the
+      right password, would lock it until the first of them succeeded.
+    - At most once a minute, the counters of addresses that are neither locked nor
+      inside a failure window are deleted: they count nothing any more, and without
+      this every unknown address ever tried would keep a row.
+    """
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._window = timedelta(seconds=settings.login_failure_window_seconds)
         self._next = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def one_at_a_time(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     def start_if_due(self) -> None:
         """Start a sweep in the background if the last one is a minute old."""

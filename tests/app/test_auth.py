@@ -98,6 +98,26 @@ def test_success_resets_the_failure_count(api_factory: Any) -> None:
         assert bad.status_code == 401
 
 
+def test_simultaneous_logins_with_the_right_password_all_succeed(api_factory: Any) -> None:
+    """Each attempt is counted before its password check and taken back when it
+    succeeds: more simultaneous right logins than the failure limit must not lock
+    the account out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = api_factory(login_max_failures=3)
+    email = api.signup()["email"]
+
+    def login(_: int) -> int:
+        answer = api.client.post(
+            "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
+        )
+        return answer.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(login, range(8))) == [200] * 8
+    assert api.sql("SELECT count(*) FROM login_throttle WHERE email = :e", e=email)[0][0] == 0
+
+
 def test_disabled_account_cannot_log_in(api: Api) -> None:
     user = api.signup()
     api.sql("UPDATE users SET is_active = false WHERE id = :i", i=user["id"])

@@ -27,11 +27,12 @@ async def login(
 
     After repeated failures for one email, further attempts get 429 with
     `Retry-After` until the lockout ends."""
-    services.throttle_sweeper.start_if_due()
+    services.login_counters.start_if_due()
     user = await auth.authenticate(
         db=services.db,
         hashing=services.hashing,
         settings=services.settings,
+        counters=services.login_counters,
         email=form.username,
         password=form.password,
     )
