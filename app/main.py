@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.login_counters.close()
             await services.cache.close()
             await db.dispose()
+            hashing.close()
 
     docs = settings.docs_enabled
     app = FastAPI(

@@ -111,7 +111,7 @@ def test_simultaneous_logins_with_the_right_password_all_succeed(api_factory: An
         answer = api.client.post(
             "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
         )
-        return answer.status_code
+        return int(answer.status_code)
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(login, range(8))) == [200] * 8
