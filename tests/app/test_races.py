@@ -181,3 +181,26 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(api: Api) -> Non
         assert admins == 1, statuses
         assert statuses[0] == 200, statuses
         assert statuses[1] in (403, 409), statuses
+
+
+def test_without_redis_a_revocation_reaches_the_other_replicas_within_the_principal_ttl(
+    api_factory: Callable[..., Api],
+) -> None:
+    """The chart's defaults: several replicas, no Redis. Each replica caches an account
+    for at most FASTSHIP_PRINCIPAL_CACHE_TTL_SECONDS (1 s), counted from when it read
+    the row: a password change on one replica ends older tokens on all of them within
+    that time, though each keeps its items cached for FASTSHIP_CACHE_TTL_SECONDS."""
+    replica_a = api_factory()
+    replica_b = api_factory()
+    _, token = replica_a.user()
+    for _ in range(3):  # B has the account cached
+        assert replica_b.client.get("/api/v1/users/me", headers=token).status_code == 200
+    changed = replica_a.client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "another password"},
+        headers=token,
+    )
+    assert changed.status_code == 204
+    assert replica_a.client.get("/api/v1/users/me", headers=token).status_code == 401
+    time.sleep(1.0)
+    assert replica_b.client.get("/api/v1/users/me", headers=token).status_code == 401
