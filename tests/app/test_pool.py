@@ -11,7 +11,7 @@ from sqlalchemy.util.queue import Empty
 
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.pool import HandoffQueue
+from app.core.pool import HandoffQueue, _expire
 
 
 def test_a_newcomer_cannot_take_a_connection_handed_to_a_waiter() -> None:
@@ -123,3 +123,32 @@ def test_a_cancelled_waiter_does_not_take_a_connection_with_it(pg_database: str)
             await db.dispose()
 
     assert asyncio.run(scenario()) == 1
+
+
+@pytest.mark.parametrize("first", ["handed over", "timed out"])
+def test_a_connection_handed_over_as_the_wait_times_out_is_never_lost(first: str) -> None:
+    """The hand-over and the timeout in the same turn of the event loop, in either
+    order: the waiter gets the connection, or times out and the connection stays idle
+    for the next request."""
+
+    async def scenario() -> tuple[str, str | None]:
+        queue: HandoffQueue[str] = HandoffQueue(maxsize=2)
+        getter = asyncio.create_task(greenlet_spawn(queue.get, True, 30.0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        (waiter,) = queue._waiters
+        if first == "handed over":
+            queue.put_nowait("connection")
+            _expire(waiter)
+        else:
+            _expire(waiter)
+            queue.put_nowait("connection")
+        try:
+            outcome = await getter
+        except Empty:
+            outcome = "timed out"
+        idle = queue.get_nowait() if not queue.empty() else None
+        return outcome, idle
+
+    expected = ("connection", None) if first == "handed over" else ("timed out", "connection")
+    assert asyncio.run(scenario()) == expected
