@@ -157,12 +157,14 @@ async def _bootstrap_admin(services: Services) -> None:
     async with services.db.session() as session:
         if (await session.scalar(select(func.count()).select_from(User))) or 0:
             return
-        password = secrets.token_urlsafe(16)
+    password = secrets.token_urlsafe(16)
+    hashed_password = await services.hashing.hash(password)  # no connection held
+    async with services.db.session() as session:
         session.add(
             User(
                 email=BOOTSTRAP_ADMIN_EMAIL,
                 full_name="Admin",
-                hashed_password=await services.hashing.hash(password),
+                hashed_password=hashed_password,
                 role=Role.admin.value,
             )
         )

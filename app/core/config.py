@@ -175,8 +175,8 @@ class Settings(BaseSettings):
         2,
         ge=1,
         le=64,
-        description="Password hashes computed at once per process, in threads at the "
-        "lowest CPU priority, so that logins cannot starve the rest of the API of CPU.",
+        description="Password hashes computed at once per process, in threads at a lower "
+        "CPU priority (niceness 10), so that logins cannot starve the rest of the API of CPU.",
     )
     password_hash_memory_kib: int = Field(
         19456,

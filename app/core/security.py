@@ -33,10 +33,10 @@ def _lower_priority() -> None:
 
 
 class PasswordHashing:
-    """argon2id hashing, bounded in concurrency and run in threads of their own at the
-    lowest CPU priority, so that a burst of logins cannot take the cores away from
-    the rest of the API: when requests and hashes compete for a core, the requests'
-    event loop runs first, and hashes get what is left."""
+    """argon2id hashing, bounded in concurrency and run in threads of their own at a
+    lower CPU priority, so that a burst of logins cannot take the cores away from the
+    rest of the API: when requests and hashes compete for a core, the requests' event
+    loop gets most of it."""
 
     def __init__(self, settings: Settings) -> None:
         tune_allocator()  # argon2's large blocks go back to the system when freed
