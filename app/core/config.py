@@ -176,7 +176,17 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Password hashes computed at once per process, in threads at a lower "
-        "CPU priority (niceness 10), so that logins cannot starve the rest of the API of CPU.",
+        "CPU priority (password_hash_niceness), so that logins cannot starve the rest of "
+        "the API of CPU.",
+    )
+    password_hash_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the password hashing threads (Linux). At 10 a hash gets "
+        "about a tenth of a core that requests also want; at 0 the same share as a "
+        "request. Under CPU contention a higher value keeps the API fast and slows "
+        "logins down.",
     )
     password_hash_memory_kib: int = Field(
         19456,

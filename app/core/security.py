@@ -19,17 +19,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from app.core.config import Settings
 from app.core.memory import tune_allocator
 
-# The niceness of the hashing threads: the CPU scheduler gives a thread at 10 about
-# a tenth of the time of a thread at 0 on a shared core.
-HASHING_NICENESS = 10
 
-
-def _lower_priority() -> None:
+def _lower_priority(niceness: int) -> None:
     """Run in each hashing thread when it starts: on Linux a thread's niceness is its
-    own, so this leaves the event loop's thread (and every other) as it was."""
+    own, so this leaves the event loop's thread (and every other) as it was. The CPU
+    scheduler gives a thread at 10 about a tenth of the time of a thread at 0 on a
+    shared core."""
     # Not Linux, or not allowed: the hashes run at normal priority.
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 class PasswordHashing:
@@ -51,6 +49,7 @@ class PasswordHashing:
             max_workers=settings.password_hash_concurrency,
             thread_name_prefix="argon2",
             initializer=_lower_priority,
+            initargs=(settings.password_hash_niceness,),
         )
         # Verified against when the account does not exist, so that a login for an
         # unknown email costs the same as one with a wrong password.

@@ -253,6 +253,31 @@ def test_missing_and_malformed_authorization(api: Api) -> None:
     assert bad.json()["request_id"] == bad.headers["x-request-id"]
 
 
+def test_hashing_threads_run_at_the_configured_niceness() -> None:
+    import asyncio
+    import os
+    import threading
+
+    from app.core.config import Settings
+    from app.core.security import PasswordHashing
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def scenario() -> tuple[int, int]:
+        hashing = PasswordHashing(Settings(password_hash_niceness=19))
+        try:
+            assert await hashing.verify(await hashing.hash("a password"), "a password")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(hashing._threads, niceness), niceness()
+        finally:
+            hashing.close()
+
+    before = niceness()
+    # The hashing threads at 19; the event loop's thread (this one) as it was.
+    assert asyncio.run(scenario()) == (19, before)
+
+
 def test_hashing_threads_do_not_keep_argon2_memory(tmp_path: Path) -> None:
     """Each argon2id hash allocates its whole memory cost (19 MiB here). Hashes run in
     worker threads; once they are done, the process must not keep that memory."""

@@ -322,3 +322,61 @@ def test_items_of_a_deleted_account_are_gone_from_the_cache_at_once(api: Api) ->
     assert api.sql("SELECT count(*) FROM items WHERE id = :i", i=item["id"])[0][0] == 0
     assert api.client.get(url, headers=admin).status_code == 404
     assert api.client.get("/api/v1/items", headers=admin).json()["total"] == 0
+
+
+def test_only_a_newer_version_replaces_an_entry(redis_url: str) -> None:
+    """Writes and loads reach the cache in any order; the entry holds the newest
+    version. A placeholder reserves a version without a value (a miss) until a value
+    of that version comes; a deleted row's tombstone is newer than anything."""
+    from app.core.cache import PLACEHOLDER, TOMBSTONE
+
+    async def scenario(cache: Cache) -> None:
+        await cache.put("v", b"five", version=5)
+        await cache.put("v", b"three", version=3)
+        assert await cache.get("v") == b"five"
+        await cache.put("v", b"six", version=6)
+        assert await cache.get("v") == b"six"
+        await cache.put("v", PLACEHOLDER, version=7)
+        assert await cache.get("v") is None  # reads miss, and load from the database
+        stale = CountedLoad(b"read before the write", version=6)
+        stale.release.set()
+        assert await cache.get_or_load("v", stale) == b"read before the write"
+        assert await cache.get("v") is None  # but cannot store what they read
+        fresh = CountedLoad(b"seven", version=7)
+        fresh.release.set()
+        assert await cache.get_or_load("v", fresh) == b"seven"
+        assert await cache.get("v") == b"seven"
+        await cache.put("v", PLACEHOLDER, version=7)  # no value cannot replace a value
+        assert await cache.get("v") == b"seven"
+        await cache.put("v", b"gone", version=TOMBSTONE)
+        await cache.put("v", b"later", version=10**12)
+        assert await cache.get("v") == b"gone"
+        await cache.delete("v")
+        await cache.close()
+
+    for cache in _caches(redis_url):
+        asyncio.run(scenario(cache))
+
+
+def test_concurrent_versioned_writes_to_redis_keep_the_newest(redis_url: str) -> None:
+    """Compare and write are one script on Redis: many clients writing versions in a
+    shuffled order leave the highest one, whichever lands last."""
+    import random
+
+    async def scenario() -> bytes | None:
+        replicas = [RedisCache(redis_url, ttl=30) for _ in range(4)]
+        versions = list(range(1, 201))
+        random.Random(7).shuffle(versions)
+        await asyncio.gather(
+            *(
+                replicas[n % 4].put("race", str(v).encode(), version=v)
+                for n, v in enumerate(versions)
+            )
+        )
+        value = await replicas[0].get("race")
+        await replicas[0].delete("race")
+        for replica in replicas:
+            await replica.close()
+        return value
+
+    assert asyncio.run(scenario()) == b"200"
