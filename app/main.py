@@ -28,6 +28,7 @@ from app.core.security import PasswordHashing, Tokens
 from app.core.serving import loop_name
 from app.models import Role, User
 from app.services.audit import AuditLog
+from app.services.auth import LoginCounters
 
 log = logging.getLogger("fastship")
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hashing=hashing,
             tokens=Tokens(settings),
             audit=AuditLog(db),
+            login_counters=LoginCounters(db, settings),
         )
         app.state.services = services
         metrics.track_pool(db.connections_in_use)
@@ -83,8 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.audit.close()
+            await services.login_counters.close()
             await services.cache.close()
             await db.dispose()
+            hashing.close()
 
     docs = settings.docs_enabled
     app = FastAPI(
@@ -154,12 +158,14 @@ async def _bootstrap_admin(services: Services) -> None:
     async with services.db.session() as session:
         if (await session.scalar(select(func.count()).select_from(User))) or 0:
             return
-        password = secrets.token_urlsafe(16)
+    password = secrets.token_urlsafe(16)
+    hashed_password = await services.hashing.hash(password)  # no connection held
+    async with services.db.session() as session:
         session.add(
             User(
                 email=BOOTSTRAP_ADMIN_EMAIL,
                 full_name="Admin",
-                hashed_password=await services.hashing.hash(password),
+                hashed_password=hashed_password,
                 role=Role.admin.value,
             )
         )

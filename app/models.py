@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, Numeric, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, Numeric, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base
@@ -16,6 +16,29 @@ from app.core.db import Base
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` with its UTC offset: SQLite hands back stored timestamps without
+    one, and every timestamp this service stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def next_updated_at(previous: datetime) -> datetime:
+    """The ``updated_at`` of a change to a row last changed at ``previous``: now, but
+    always later than ``previous``, so that the changes of a row (locked while it
+    changes) are in order even if the clocks of the replicas that made them are not."""
+    return max(utcnow(), aware(previous) + timedelta(microseconds=1))
+
+
+def version_of(updated_at: datetime) -> int:
+    """A row's ``updated_at`` as the version of its cached state: microseconds since
+    the epoch."""
+    delta = aware(updated_at) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Role(StrEnum):
@@ -83,7 +106,11 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # 64 bits (revisions 0002 and 0003); on SQLite an INTEGER primary key is the rowid,
+    # 64 bits too, and only that spelling numbers new rows by itself.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     action: Mapped[str] = mapped_column(String(32))

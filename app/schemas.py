@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Generic, TypeVar
@@ -49,6 +49,16 @@ Tag = Annotated[
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 
+
+def _with_offset(moment: datetime) -> datetime:
+    # SQLite hands stored timestamps back without an offset; every one is UTC.
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# Every timestamp leaves the API in RFC 3339 with its offset ("...Z" for UTC), on
+# Postgres and on the embedded SQLite database alike.
+Timestamp = Annotated[datetime, AfterValidator(_with_offset)]
+
 # Money leaves the API as a string with exactly two places: no float rounding.
 Money = Annotated[Decimal, PlainSerializer(lambda v: f"{v:.2f}", return_type=str, when_used="json")]
 
@@ -93,6 +103,9 @@ class UserCreate(Strict):
 class UserUpdateMe(Strict):
     email: EmailStr | None = None
     full_name: FullName | None = None
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = (
+        Field(None, description="Your password: needed to change your email.")
+    )
 
 
 class PasswordChange(Strict):
@@ -118,8 +131,8 @@ class UserPublic(BaseModel):
     full_name: str | None
     role: Role
     is_active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 # --- items -----------------------------------------------------------------------------
@@ -162,8 +175,8 @@ class ItemPublic(BaseModel):
     description: str | None
     price: Money = Field(description="Decimal with two places, as a string.", examples=["12.50"])
     tags: list[str]
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ItemSort(StrEnum):

@@ -4,7 +4,8 @@ One uvicorn worker (uvloop, httptools) for fastship on a real PostgreSQL on loop
 with 100 items seeded, and the pure-ASGI ceiling app (bench/ceiling.py) under the
 same uvicorn settings; `wrk -t2 -c50 -d15s` against each endpoint, one after the
 other, in the same run. Prints a Markdown table and writes it with the raw numbers
-to bench/results/. Options: --duration, --connections.
+to bench/results/. Options: --duration, --connections, --contention (only the rows of
+DB-backed requests alone and during a login burst).
 """
 
 from __future__ import annotations
@@ -66,8 +67,17 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    name: str, url: str, *, threads: int, connections: int, duration: int, script: str | None = None
+    name: str,
+    url: str,
+    *,
+    threads: int,
+    connections: int,
+    duration: int,
+    script: str | None = None,
+    refusals_expected: bool = False,
 ) -> Result:
+    """One wrk run. ``refusals_expected``: 4xx answers are what the run asks for (wrong
+    passwords), so only socket errors and 5xx count as errors."""
     cmd = [
         "wrk",
         f"-t{threads}",
@@ -92,7 +102,9 @@ def wrk(
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+    if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) and not refusals_expected:
+        errors += int(m.group(1))
+    if refusals_expected and (m := re.search(r"5xx responses: (\d+)", out)):
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())
@@ -105,6 +117,64 @@ def lua_request(method: str, headers: dict[str, str], body: str = "") -> str:
     if body:
         lines.append(f"wrk.body = {json.dumps(body)}")
     return "\n".join(lines) + "\n"
+
+
+# Logins for a new unknown email each time: every one costs a full argon2 check and
+# none is ever locked out. Counts 5xx answers, which wrk does not tell apart.
+UNKNOWN_EMAIL_LOGINS = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+local n = 0
+local server_errors = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil,
+    "username=nobody-" .. n .. "-" .. math.random(1, 1000000000) ..
+    "%40example.com&password=a+guess")
+end
+response = function(status, headers, body)
+  if status >= 500 then server_errors = server_errors + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("5xx responses: %d\\n", server_errors))
+end
+"""
+
+
+def measure_revocation(replica_a: str, replica_b: str, rounds: int = 10) -> list[float]:
+    """Milliseconds from a password change's 204 on ``replica_a`` until ``replica_b``
+    refuses a token issued before it, ``rounds`` times."""
+    with (
+        httpx.Client(base_url=replica_a, timeout=30) as a,
+        httpx.Client(base_url=replica_b, timeout=30) as b,
+    ):
+        email, password = "revocation@example.com", "revocation password 0"
+        a.post(
+            "/api/v1/users/signup", json={"email": email, "password": password}
+        ).raise_for_status()
+        delays = []
+        for n in range(rounds):
+            token = a.post(
+                "/api/v1/auth/token", data={"username": email, "password": password}
+            ).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            for _ in range(20):  # replica B now has the account cached
+                b.get("/api/v1/users/me", headers=auth).raise_for_status()
+            new = f"revocation password {n + 1}"
+            a.post(
+                "/api/v1/users/me/password",
+                json={"current_password": password, "new_password": new},
+                headers=auth,
+            ).raise_for_status()
+            changed = time.monotonic()
+            password = new
+            while b.get("/api/v1/users/me", headers=auth).status_code == 200:
+                if time.monotonic() - changed > 30:
+                    raise RuntimeError("replica B accepted a revoked token for 30 s")
+                time.sleep(0.005)
+            delays.append((time.monotonic() - changed) * 1000)
+            time.sleep(0.3)  # start the next round at another point of the cache's TTL
+    return delays
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
@@ -151,7 +221,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--contention",
+        action="store_true",
+        help="only the rows of DB-backed requests alone and during a login burst",
+    )
     args = parser.parse_args()
+    full = not args.contention
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
@@ -182,13 +258,14 @@ def main() -> int:
 
         # Time to ready: process start to the first 200 on /readyz, three starts.
         starts = []
-        for _ in range(3):
+        for _ in range(3 if full else 0):
             port = free_port()
             proc = start_fastship(env, port, work / "start.log")
             starts.append(wait_http(f"http://127.0.0.1:{port}/readyz", proc))
             proc.terminate()
             proc.wait(30)
-        extra["start_to_ready_s"] = {"median": statistics.median(starts), "all": starts}
+        if starts:
+            extra["start_to_ready_s"] = {"median": statistics.median(starts), "all": starts}
 
         ceiling_port = free_port()
         ceiling = start_ceiling(ceiling_port, UVICORN)
@@ -241,89 +318,150 @@ def main() -> int:
             ("create item", base + "/api/v1/items", create),
         ]
         rss_by_run = extra["worker_rss_mb_by_run"] = {"ready": rss_mb(server.pid)}
-        for name, url, script in runs:
+        for name, url, script in runs if full else []:
             results.append(wrk(name, url, threads=2, connections=c, duration=d, script=script))
             if not name.startswith("ceiling"):
                 rss_by_run[name] = rss_mb(server.pid)
-        # Login alone at 10 connections, then get-one while login keeps that load up.
-        login = lua_request(
-            "POST",
-            {"Content-Type": "application/x-www-form-urlencoded"},
-            "username=bench%40example.com&password=benchmark+password",
-        )
-        results.append(
-            wrk(
-                "login (10 connections)",
-                base + "/api/v1/auth/token",
-                threads=1,
-                connections=10,
-                duration=d,
-                script=login,
+        if full:
+            # Login alone at 10 connections, then get-one while login keeps that load up.
+            login = lua_request(
+                "POST",
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                "username=bench%40example.com&password=benchmark+password",
             )
-        )
-        under: dict[str, Result] = {}
-        background = threading.Thread(
-            target=lambda: under.setdefault(
-                "login",
+            results.append(
                 wrk(
-                    "login during get-one",
+                    "login (10 connections)",
                     base + "/api/v1/auth/token",
                     threads=1,
                     connections=10,
                     duration=d,
                     script=login,
+                )
+            )
+            under: dict[str, Result] = {}
+            background = threading.Thread(
+                target=lambda: under.setdefault(
+                    "login",
+                    wrk(
+                        "login during get-one",
+                        base + "/api/v1/auth/token",
+                        threads=1,
+                        connections=10,
+                        duration=d,
+                        script=login,
+                    ),
+                )
+            )
+            background.start()
+            time.sleep(1)
+            results.append(
+                wrk(
+                    "get one item while login loaded",
+                    f"{base}/api/v1/items/{ids[50]}",
+                    threads=1,
+                    connections=10,
+                    duration=d - 2,
+                    script=lua_request("GET", auth),
+                )
+            )
+            background.join()
+            results.append(under["login"])
+
+        # DB-backed requests alone, then during a burst of logins for unknown emails on
+        # 30 connections: a create (an INSERT) and GET /users/me (the account's row,
+        # read through a session on every request: never cached).
+        me = f"{base}/api/v1/users/me"
+        contention = [
+            ("create item", base + "/api/v1/items", create),
+            ("read /users/me", me, get_auth),
+        ]
+        for name, url, script in contention:
+            results.append(
+                wrk(f"{name} alone", url, threads=1, connections=10, duration=d, script=script)
+            )
+        burst: dict[str, Result] = {}
+        background = threading.Thread(
+            target=lambda: burst.setdefault(
+                "login",
+                wrk(
+                    "login burst (30 connections, unknown emails)",
+                    base + "/api/v1/auth/token",
+                    threads=1,
+                    connections=30,
+                    duration=2 * d + 3,
+                    script=UNKNOWN_EMAIL_LOGINS,
+                    refusals_expected=True,
                 ),
             )
         )
         background.start()
         time.sleep(1)
-        results.append(
-            wrk(
-                "get one item while login loaded",
-                f"{base}/api/v1/items/{ids[50]}",
-                threads=1,
-                connections=10,
-                duration=d - 2,
-                script=lua_request("GET", auth),
+        for name, url, script in contention:
+            results.append(
+                wrk(
+                    f"{name} during the login burst",
+                    url,
+                    threads=1,
+                    connections=10,
+                    duration=d,
+                    script=script,
+                )
             )
-        )
         background.join()
-        results.append(under["login"])
+        results.append(burst["login"])
         extra["worker_rss_mb_after_run"] = rss_mb(server.pid)
 
-        # For comparison, not targets: the ceiling on uvloop's own listener, which
-        # accepts one connection per turn of the loop; then the same reads on
-        # asyncio's event loop, for the ceiling and for fastship (FASTSHIP_EVENT_LOOP).
-        ceiling.terminate()
-        ceiling.wait(30)
-        ceiling = start_ceiling(ceiling_port, UVICORN_STOCK)
-        procs.append(ceiling)
-        wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
-        results.append(
-            wrk(
-                "uvloop's own listener: ceiling /items",
-                ceil + "/items",
-                threads=2,
-                connections=c,
-                duration=d,
+        if full:
+            # Two replicas and no Redis, as the chart installs by default: from a password
+            # change's answer on one replica to the first 401 for an older token on the
+            # other, which polls with it every 5 ms.
+            port_b = free_port()
+            replica_b = start_fastship(env, port_b, work / "replica-b.log")
+            procs.append(replica_b)
+            wait_http(f"http://127.0.0.1:{port_b}/readyz", replica_b)
+            extra["revocation_ms"] = measure_revocation(base, f"http://127.0.0.1:{port_b}")
+            replica_b.terminate()
+            replica_b.wait(30)
+
+        if full:
+            # For comparison, not targets: the ceiling on uvloop's own listener, which
+            # accepts one connection per turn of the loop; then the same reads on
+            # asyncio's event loop, for the ceiling and for fastship (FASTSHIP_EVENT_LOOP).
+            ceiling.terminate()
+            ceiling.wait(30)
+            ceiling = start_ceiling(ceiling_port, UVICORN_STOCK)
+            procs.append(ceiling)
+            wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
+            results.append(
+                wrk(
+                    "uvloop's own listener: ceiling /items",
+                    ceil + "/items",
+                    threads=2,
+                    connections=c,
+                    duration=d,
+                )
             )
-        )
-        ceiling.terminate()
-        ceiling.wait(30)
-        server.terminate()
-        server.wait(30)
-        ceiling = start_ceiling(ceiling_port, UVICORN_ASYNCIO)
-        procs.append(ceiling)
-        server = start_fastship({**env, "FASTSHIP_EVENT_LOOP": "asyncio"}, port, work / "a.log")
-        procs.append(server)
-        wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
-        wait_http(base + "/readyz", server)
-        for name, url, script in [
-            ("asyncio loop: ceiling /items", ceil + "/items", None),
-            ("asyncio loop: list items (limit 100)", base + "/api/v1/items?limit=100", get_auth),
-            ("asyncio loop: get one item", f"{base}/api/v1/items/{ids[50]}", get_auth),
-        ]:
-            results.append(wrk(name, url, threads=2, connections=c, duration=d, script=script))
+            ceiling.terminate()
+            ceiling.wait(30)
+            server.terminate()
+            server.wait(30)
+            ceiling = start_ceiling(ceiling_port, UVICORN_ASYNCIO)
+            procs.append(ceiling)
+            server = start_fastship({**env, "FASTSHIP_EVENT_LOOP": "asyncio"}, port, work / "a.log")
+            procs.append(server)
+            wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
+            wait_http(base + "/readyz", server)
+            for name, url, script in [
+                ("asyncio loop: ceiling /items", ceil + "/items", None),
+                (
+                    "asyncio loop: list items (limit 100)",
+                    base + "/api/v1/items?limit=100",
+                    get_auth,
+                ),
+                ("asyncio loop: get one item", f"{base}/api/v1/items/{ids[50]}", get_auth),
+            ]:
+                results.append(wrk(name, url, threads=2, connections=c, duration=d, script=script))
     finally:
         for proc in procs:
             proc.terminate()
@@ -339,6 +477,8 @@ def main() -> int:
         "get one item": ("ceiling /health", 0.05, 50.0),
         "create item": ("ceiling /health", 0.03, None),
         "get one item while login loaded": (None, None, 100.0),
+        "create item during the login burst": ("create item alone", 0.5, 100.0),
+        "read /users/me during the login burst": ("read /users/me alone", 0.5, 100.0),
         "asyncio loop: list items (limit 100)": ("asyncio loop: ceiling /items", None, None),
     }
     rows = [
@@ -366,22 +506,33 @@ def main() -> int:
         verdicts.append(ok)
         cells = [r.name, f"{r.rps:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", str(r.errors)]
         rows.append("| " + " | ".join([*cells, ratio_text, target_text, verdict]) + " |")
-    rss = extra["worker_rss_mb_after_run"]
-    start = extra["start_to_ready_s"]["median"]
     rows.append("")
+    rss = extra["worker_rss_mb_after_run"]
     rss_ok = "ok" if rss <= 120 else "MISSED"
-    start_ok = "ok" if start <= 1.0 else "MISSED"
     rows.append(f"- worker RSS after the run: {rss:.0f} MB (target ≤ 120 MB): {rss_ok}")
     steps = ", ".join(f"{k} {v:.0f}" for k, v in extra["worker_rss_mb_by_run"].items())
     rows.append(f"- worker RSS in MB as the run went: {steps}")
-    rows.append(
-        f"- process start to first 200 on /readyz: {start:.2f} s, median of 3 "
-        f"(target ≤ 1.0 s): {start_ok}"
-    )
+    if "start_to_ready_s" in extra:
+        start = extra["start_to_ready_s"]["median"]
+        start_ok = "ok" if start <= 1.0 else "MISSED"
+        rows.append(
+            f"- process start to first 200 on /readyz: {start:.2f} s, median of 3 "
+            f"(target ≤ 1.0 s): {start_ok}"
+        )
+    if "revocation_ms" in extra:
+        revocation = extra["revocation_ms"]
+        revocation_ok = "ok" if max(revocation) <= 1000 else "MISSED"
+        rows.append(
+            f"- two replicas, no Redis: password change on one to a refused older token "
+            f"on the other: median {statistics.median(revocation):.0f} ms, max "
+            f"{max(revocation):.0f} ms of {len(revocation)} (target ≤ 1000 ms): "
+            f"{revocation_ok}"
+        )
     table = "\n".join(rows)
     print(
         textwrap.dedent(f"""
-        wrk -t2 -c{c} -d{d}s (login runs: -t1 -c10), one uvicorn worker, PostgreSQL on loopback,
+        wrk -t2 -c{c} -d{d}s (login runs: -t1 -c10; alone/during the login burst: -t1 -c10,
+        the burst -t1 -c30), one uvicorn worker, PostgreSQL on loopback,
         {os.cpu_count()} cores shared with the load generator.
     """)
     )

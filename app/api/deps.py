@@ -16,6 +16,7 @@ from app.core.db import Database
 from app.core.errors import AppError
 from app.core.security import PasswordHashing, TokenError, Tokens
 from app.services.audit import AuditLog
+from app.services.auth import LoginCounters
 from app.services.users import Principal, load_principal
 
 
@@ -29,6 +30,7 @@ class Services:
     hashing: PasswordHashing
     tokens: Tokens
     audit: AuditLog
+    login_counters: LoginCounters
 
 
 async def get_services(request: Request) -> Services:
@@ -69,7 +71,10 @@ class BearerPrincipal(OAuth2PasswordBearer):
         # A session of its own, opened only when the cache misses: most requests by a
         # known user need no database round trip to authenticate.
         principal = await load_principal(
-            db=services.db, cache=services.cache, user_id=claims.user_id
+            db=services.db,
+            cache=services.cache,
+            user_id=claims.user_id,
+            ttl=services.settings.principal_cache_ttl_seconds,
         )
         # A password change, role change or disable bumps the version: older tokens die.
         if (

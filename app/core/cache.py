@@ -6,10 +6,22 @@ miss and logs a warning: it can slow the service down, never break it.
 
 Reads go through ``get_or_load``: concurrent misses of one key in a process share one
 load (one query) instead of each running it, so an entry that expires, or a cold
-cache, under load costs one query rather than one per waiting request. The loaded
-value is stored with ``add`` (only into an empty slot), and a write's ``set`` or
-``delete`` detaches the loads already under way for its keys: a request that arrives
-after a write never gets a value read before it.
+cache, under load costs one query rather than one per waiting request.
+
+Entries of database rows carry a version that grows with every committed change of
+the row (an item's ``updated_at``, an account's token version), and ``put`` replaces
+an entry only with a newer version; on Redis the compare and the write are one
+script, so they are atomic across replicas. Whichever reaches the cache last, a
+read that fetched a row before a write, or the slower of two writes, cannot leave
+the older state cached. A deleted row's entry has the version ``TOMBSTONE``, newer
+than any. ``PLACEHOLDER`` reserves a version without a value: a write stores one
+before it commits, reads treat it as a miss, and only a load of at least that
+version replaces it. A write's ``put`` also detaches the loads already under way for
+its key: a request that arrives after a write never joins a load that started
+before it.
+
+The expiry of a loaded entry counts from the moment its load started: an entry is
+never served more than its TTL after the database said what it holds.
 """
 
 from __future__ import annotations
@@ -26,18 +38,44 @@ from app.core.config import Settings
 log = logging.getLogger(__name__)
 
 
-Load = Callable[[], Awaitable[bytes]]
+# A load returns the row's version and its encoded value.
+Load = Callable[[], Awaitable[tuple[int, bytes]]]
+
+# The version of a deleted row's entry: newer than any version a row can have.
+TOMBSTONE = 2**53
+# A reserved version without a value (see the module's docstring).
+PLACEHOLDER = b""
+
+
+class CacheUnavailableError(Exception):
+    """A write that must reach the cache did not."""
 
 
 class Cache(Protocol):
-    async def get(self, key: str) -> bytes | None: ...
-    async def get_or_load(self, key: str, load: Load) -> bytes:
-        """The cached value of ``key``, or else ``load()``'s, which is then stored."""
+    async def get(self, key: str) -> bytes | None:
+        """The value of ``key``'s entry (None for the placeholder)."""
 
-    async def set(self, key: str, value: bytes) -> None: ...
+    async def get_or_load(self, key: str, load: Load, *, ttl: float | None = None) -> bytes:
+        """The cached value of ``key``, or else ``load()``'s, which is then stored
+        (for ``ttl`` seconds, or the cache's TTL) unless a newer one is there."""
+
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        version: int,
+        ttl: float | None = None,
+        strict: bool = False,
+    ) -> None:
+        """Store ``value`` as ``key``'s entry at ``version`` unless the entry holds a
+        newer version (or the same one with a value, where ``value`` is the
+        placeholder). ``strict``: raise ``CacheUnavailableError`` if it cannot be written,
+        rather than log it."""
+
     async def add(self, key: str, value: bytes) -> None:
-        """Set ``key`` only when it holds nothing: a read that raced with a write
-        cannot overwrite what the write stored."""
+        """Set the unversioned ``key`` only when it holds nothing: the first of
+        concurrent writers wins."""
 
     async def delete(self, *keys: str) -> None: ...
     async def close(self) -> None: ...
@@ -50,7 +88,7 @@ class Loads:
     def __init__(self) -> None:
         self._pending: dict[str, asyncio.Future[bytes]] = {}
 
-    async def run(self, key: str, load: Load) -> bytes:
+    async def run(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
         pending = self._pending.get(key)
         if pending is not None:
             try:
@@ -84,38 +122,68 @@ class Loads:
             self._pending.pop(key, None)
 
 
+def _replaces(old_version: int, old_value: bytes, version: int, value: bytes) -> bool:
+    """Whether an entry at ``version`` replaces one at ``old_version``."""
+    if version != old_version:
+        return version > old_version
+    return old_value == PLACEHOLDER and value != PLACEHOLDER
+
+
 class _ReadThrough:
-    """``get_or_load`` over a cache's ``get`` and ``add``."""
+    """``get_or_load`` over a cache's versioned read and ``put``."""
 
     _loads: Loads
+    _ttl: float
 
     async def get(self, key: str) -> bytes | None:
         raise NotImplementedError
 
-    async def add(self, key: str, value: bytes) -> None:
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        version: int,
+        ttl: float | None = None,
+        strict: bool = False,
+    ) -> None:
         raise NotImplementedError
 
-    async def get_or_load(self, key: str, load: Load) -> bytes:
+    async def get_or_load(self, key: str, load: Load, *, ttl: float | None = None) -> bytes:
         value = await self.get(key)
-        if value is not None:
+        if value:  # neither missing nor the placeholder
             return value
 
         async def load_and_store() -> bytes:
-            loaded = await load()
-            await self.add(key, loaded)
+            started = time.monotonic()
+            version, loaded = await load()
+            left = (self._ttl if ttl is None else ttl) - (time.monotonic() - started)
+            if left > 0:
+                await self._store_loaded(key, loaded, version, left)
             return loaded
 
         return await self._loads.run(key, load_and_store)
+
+    async def _store_loaded(self, key: str, value: bytes, version: int, ttl: float) -> None:
+        await self.put(key, value, version=version, ttl=ttl)
 
 
 class NullCache:
     async def get(self, key: str) -> bytes | None:
         return None
 
-    async def get_or_load(self, key: str, load: Load) -> bytes:
-        return await load()
+    async def get_or_load(self, key: str, load: Load, *, ttl: float | None = None) -> bytes:
+        return (await load())[1]
 
-    async def set(self, key: str, value: bytes) -> None:
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        version: int,
+        ttl: float | None = None,
+        strict: bool = False,
+    ) -> None:
         return None
 
     async def add(self, key: str, value: bytes) -> None:
@@ -134,40 +202,57 @@ class MemoryCache(_ReadThrough):
     def __init__(self, *, ttl: float, max_entries: int) -> None:
         self._ttl = ttl
         self._max = max_entries
-        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        # key -> (expires, value, version); unversioned entries have version -1.
+        self._data: OrderedDict[str, tuple[float, bytes, int]] = OrderedDict()
         self._loads = Loads()
 
-    async def get(self, key: str) -> bytes | None:
+    def _live(self, key: str) -> tuple[float, bytes, int] | None:
         entry = self._data.get(key)
         if entry is None:
             return None
-        expires, payload = entry
-        if expires < time.monotonic():
+        if entry[0] < time.monotonic():
             self._data.pop(key, None)
             return None
         self._data.move_to_end(key)
-        return payload
+        return entry
 
-    async def set(self, key: str, value: bytes) -> None:
+    async def get(self, key: str) -> bytes | None:
+        entry = self._live(key)
+        return None if entry is None else (entry[1] or None)
+
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        version: int,
+        ttl: float | None = None,
+        strict: bool = False,
+    ) -> None:
         self._loads.detach((key,))
-        self._store(key, value)
+        await self._store_loaded(key, value, version, self._ttl if ttl is None else ttl)
 
-    def _store(self, key: str, value: bytes) -> None:
+    async def _store_loaded(self, key: str, value: bytes, version: int, ttl: float) -> None:
+        entry = self._live(key)
+        if entry is None or _replaces(entry[2], entry[1], version, value):
+            self._store(key, value, version, ttl)
+
+    def _store(self, key: str, value: bytes, version: int, ttl: float) -> None:
         now = time.monotonic()
-        self._data[key] = (now + self._ttl, value)
+        self._data[key] = (now + ttl, value, version)
         self._data.move_to_end(key)
         # The least recently used entries come first. Entries nobody reads again (the
         # pages of a replaced list generation) end up there: drop them once expired,
         # rather than holding them until the entry limit.
         while self._data:
-            oldest, (expires, _) = next(iter(self._data.items()))
+            oldest, (expires, _, _) = next(iter(self._data.items()))
             if expires > now and len(self._data) <= self._max:
                 break
             del self._data[oldest]
 
     async def add(self, key: str, value: bytes) -> None:
-        if await self.get(key) is None:
-            self._store(key, value)
+        if self._live(key) is None:
+            self._store(key, value, -1, self._ttl)
 
     async def delete(self, *keys: str) -> None:
         self._loads.detach(keys)
@@ -178,10 +263,28 @@ class MemoryCache(_ReadThrough):
         self._data.clear()
 
 
+# KEYS[1]: the entry; ARGV: version, value, TTL in milliseconds. A versioned entry is
+# stored as "<version>:<value>". Lua numbers are doubles: exact up to TOMBSTONE (2^53).
+_PUT_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+local version = tonumber(ARGV[1])
+if current then
+  local sep = string.find(current, ':', 1, true)
+  local old = sep and tonumber(string.sub(current, 1, sep - 1))
+  if old then
+    if version < old then return 0 end
+    if version == old and (sep < #current or #ARGV[2] == 0) then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
 class RedisCache(_ReadThrough):
     """Shared by every replica, so that a write on one invalidates reads on all."""
 
-    def __init__(self, url: str, *, ttl: int, prefix: str = "fastship:") -> None:
+    def __init__(self, url: str, *, ttl: float, prefix: str = "fastship:") -> None:
         from redis.asyncio import Redis
 
         self._redis = Redis.from_url(
@@ -190,26 +293,51 @@ class RedisCache(_ReadThrough):
         self._ttl = ttl
         self._prefix = prefix
         self._loads = Loads()
+        self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
 
     async def get(self, key: str) -> bytes | None:
         try:
-            payload = await self._redis.get(self._prefix + key)
+            stored = await self._redis.get(self._prefix + key)
         except Exception as exc:
             log.warning("cache get failed", extra={"cache_error": type(exc).__name__})
             return None
-        # bytes, since the client does not decode responses.
-        return payload.encode() if isinstance(payload, str) else payload
+        if stored is None:
+            return None
+        raw = stored.encode() if isinstance(stored, str) else stored
+        # A versioned entry is "<version>:<value>"; unversioned values have no colon.
+        version, sep, value = raw.partition(b":")
+        return (value or None) if sep and version.isdigit() else raw
 
-    async def set(self, key: str, value: bytes) -> None:
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        version: int,
+        ttl: float | None = None,
+        strict: bool = False,
+    ) -> None:
         self._loads.detach((key,))
+        await self._write(key, value, version, self._ttl if ttl is None else ttl, strict=strict)
+
+    async def _store_loaded(self, key: str, value: bytes, version: int, ttl: float) -> None:
+        await self._write(key, value, version, ttl, strict=False)
+
+    async def _write(
+        self, key: str, value: bytes, version: int, ttl: float, *, strict: bool
+    ) -> None:
         try:
-            await self._redis.set(self._prefix + key, value, ex=self._ttl)
+            await self._put_if_newer(
+                keys=[self._prefix + key], args=[version, value, max(1, int(ttl * 1000))]
+            )
         except Exception as exc:
-            log.warning("cache set failed", extra={"cache_error": type(exc).__name__})
+            if strict:
+                raise CacheUnavailableError(f"the shared cache did not take {key}") from exc
+            log.warning("cache put failed", extra={"cache_error": type(exc).__name__})
 
     async def add(self, key: str, value: bytes) -> None:
         try:
-            await self._redis.set(self._prefix + key, value, ex=self._ttl, nx=True)
+            await self._redis.set(self._prefix + key, value, px=int(self._ttl * 1000), nx=True)
         except Exception as exc:
             log.warning("cache add failed", extra={"cache_error": type(exc).__name__})
 

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Level of the JSON log lines on stdout."
+        "INFO", description="Level of the JSON log lines on stdout, in any case."
     )
     access_log: bool = Field(True, description="One JSON access-log line per request.")
     root_path: str = Field("", description="Path prefix when served behind a proxy.")
@@ -183,8 +183,18 @@ class Settings(BaseSettings):
         2,
         ge=1,
         le=64,
-        description="Password hashes computed at once per process, so that logins cannot "
-        "starve the rest of the API of CPU.",
+        description="Password hashes computed at once per process, in threads at a lower "
+        "CPU priority (password_hash_niceness), so that logins cannot starve the rest of "
+        "the API of CPU.",
+    )
+    password_hash_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the password hashing threads (Linux). At 10 a hash gets "
+        "about a tenth of a core that requests also want; at 0 the same share as a "
+        "request. Under CPU contention a higher value keeps the API fast and slows "
+        "logins down.",
     )
     password_hash_memory_kib: int = Field(
         19456,
@@ -220,6 +230,21 @@ class Settings(BaseSettings):
         30, ge=0, le=86400, description="Lifetime of cached entries; 0 disables the cache."
     )
     cache_max_entries: int = Field(10000, ge=1, description="Entries kept by the in-process cache.")
+    principal_cache_ttl_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=86400,
+        description="Lifetime of a cached account (role, active, token version) that "
+        "authenticates requests: how long another replica without a shared Redis may "
+        "still accept a token after a password change, disable or demotion. Costs "
+        "one query per active account and replica per this many seconds. 0 reads the "
+        "account on every request.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -90,7 +90,9 @@ def create_sync_engine(settings: Settings) -> Engine:
     """A synchronous engine, for migrations and the CLI."""
     url = database_url(settings, sync=True)
     _ensure_sqlite_dir(url)
-    engine = create_engine(url, connect_args=_connect_args(settings, url), pool_pre_ping=True)
+    engine = create_engine(
+        url, connect_args=_connect_args(settings, url), pool_pre_ping=True, hide_parameters=True
+    )
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -115,8 +117,10 @@ class Database:
         # connection that a database restart broke fails its statement once (503, and
         # the client may retry); SQLAlchemy then sees the disconnect and replaces every
         # connection in the pool, so the service recovers on its own.
+        # Bound values (emails, password hashes, item data) stay out of the messages of
+        # database errors, and so out of the logs.
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=_connect_args(settings, url), **pool_args
+            url, connect_args=_connect_args(settings, url), hide_parameters=True, **pool_args
         )
         if not self.is_postgres:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

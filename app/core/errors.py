@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.cache import CacheUnavailableError
 from app.core.logging import request_id_var
 
 log = logging.getLogger(__name__)
@@ -136,12 +137,23 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "Internal error")
 
 
+async def _cache_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("shared cache unavailable", extra={"error_type": type(exc).__name__})
+    return error_response(
+        503,
+        "The shared cache is unavailable, so the change was not made; retry shortly",
+        code="cache_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(CacheUnavailableError, _cache_unavailable)
 
 
 # Documented on every route so that clients (and schemathesis) know the shape.

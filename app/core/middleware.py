@@ -79,7 +79,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
-        path: str = scope["path"]
+        path = _app_path(scope)
         api = path.startswith("/api/")
         csp = _DOCS_CSP if path.startswith(_DOCS_PATHS) else _API_CSP
         headers_out = [*_SECURITY_HEADERS]
@@ -238,11 +238,17 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _app_path(scope: Scope) -> str:
+    """The path as the app's routes see it: behind a proxy, without FASTSHIP_ROOT_PATH
+    (the ASGI path carries it)."""
+    path: str = scope["path"]
+    return path.removeprefix(scope.get("root_path", ""))
+
+
 def _route_template(scope: Scope, templates: Mapping[int | str, str]) -> str:
     route = scope.get("route")
     if route is None:
-        path = scope["path"].removeprefix(scope.get("root_path", ""))
-        template = templates.get(path)
+        template = templates.get(_app_path(scope))
     else:
         template = templates.get(id(route)) or getattr(route, "path", None)
     # Unmatched paths share one label, so that scanners cannot blow up cardinality.

@@ -73,12 +73,17 @@ class HandoffQueue(AsyncAdaptedQueue[_T]):
         except Empty:
             if not block:
                 raise
-        waiter: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_T] = loop.create_future()
         self._waiters.append(waiter)
+        # The timeout resolves the waiter itself, and only if nothing was handed to it
+        # first: a connection handed over and a timeout in the same turn of the loop
+        # cannot both happen. (asyncio.wait_for on Python 3.12 and later may raise
+        # TimeoutError for a waiter that was handed a connection in that turn, and the
+        # connection was lost.)
+        expiry = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
-            if timeout is None:
-                return await_only(waiter)
-            return await_only(asyncio.wait_for(waiter, timeout))
+            return await_only(waiter)
         except TimeoutError as err:
             raise Empty() from err
         except BaseException:
@@ -86,6 +91,14 @@ class HandoffQueue(AsyncAdaptedQueue[_T]):
             if waiter.done() and not waiter.cancelled():
                 self.put_nowait(waiter.result())
             raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class FairQueuePool(AsyncAdaptedQueuePool):

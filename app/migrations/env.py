@@ -50,6 +50,9 @@ def _run(connection: object) -> None:
         # SQLite cannot ALTER most things; batch mode copies the table instead.
         render_as_batch=True,
         compare_type=True,
+        # Each revision commits on its own: an expand step's work is committed, and
+        # its locks released, before the contract step takes its exclusive lock.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -36,9 +36,10 @@ class AuditLog:
     ``max_batch`` rows in one INSERT, then what was queued meanwhile: under load one
     connection and one round trip carry many rows instead of one each, and a request
     ends as soon as its response is sent rather than staying in memory until its row
-    is stored. A batch that fails is logged, one line per row with the request id that
-    recorded it, and counted in ``fastship_background_task_failures_total{task="audit"}``;
-    it is not retried. ``close`` waits for every queued row."""
+    is stored. A batch that fails is logged once, with the ids of the requests that
+    recorded its rows, and its rows are counted in
+    ``fastship_background_task_failures_total{task="audit"}``; it is not retried.
+    ``close`` waits for every queued row."""
 
     def __init__(
         self, db: Database, *, max_batch: int = _MAX_BATCH, high_water: int = _HIGH_WATER
@@ -99,21 +100,29 @@ class AuditLog:
             await asyncio.gather(self._writer, return_exceptions=True)
 
 
-def _report_failure(task: str, exc: BaseException, **extra: Any) -> None:
-    """One failed piece of background work: a log line (with the current request id)
-    and one count in the failures metric."""
-    metrics.BACKGROUND_FAILURES.labels(task).inc()
+def _report_failure(task: str, exc: BaseException, *, count: int = 1, **extra: Any) -> None:
+    """Failed background work: one log line (with the current request id) and
+    ``count`` in the failures metric."""
+    metrics.BACKGROUND_FAILURES.labels(task).inc(count)
     log.error("background task failed", exc_info=exc, extra={"task": task, **extra})
 
 
+# Request ids named in the log line of a failed batch; the rest are counted.
+_IDS_LOGGED = 100
+
+
 def _log_failure(exc: Exception, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        # Each line carries the request that recorded the row, as if logged there.
-        token = request_id_var.set(row["request_id"])
-        try:
-            _report_failure("audit", exc, action=row["action"], entity_id=row["entity_id"])
-        finally:
-            request_id_var.reset(token)
+    """One line for the whole batch (a batch holds up to 1000 rows): how many rows were
+    lost and which requests recorded them."""
+    request_ids = [row["request_id"] for row in rows]
+    _report_failure(
+        "audit",
+        exc,
+        count=len(rows),
+        rows=len(rows),
+        request_ids=request_ids[:_IDS_LOGGED],
+        request_ids_omitted=max(0, len(request_ids) - _IDS_LOGGED),
+    )
 
 
 def guarded(name: str, task: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:

@@ -15,10 +15,10 @@ from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.cache import Cache
+from app.core.cache import TOMBSTONE, Cache
 from app.core.db import Database
 from app.core.errors import AppError
-from app.models import Item, utcnow
+from app.models import Item, next_updated_at, utcnow, version_of
 from app.schemas import ItemCreate, ItemPublic, ItemSort, ItemUpdate, Page
 from app.services.item_cache import GONE, generation, invalidate_lists, item_key
 from app.services.users import Principal
@@ -74,10 +74,12 @@ async def get_public(
     """The read path behind GET /items/{id}: the item as its encoded JSON document
     (ItemPublic), from the cache when it can be (a hit needs no database session)."""
 
-    async def load() -> bytes:
+    async def load() -> tuple[int, bytes]:
         async with db.connection() as conn:
             row = (await conn.execute(select(*_COLUMNS).where(Item.id == item_id))).one_or_none()
-        return GONE if row is None else _encode(row._mapping)
+        if row is None:
+            return TOMBSTONE, GONE
+        return version_of(row.updated_at), _encode(row._mapping)
 
     document = await cache.get_or_load(item_key(item_id), load)
     if document == GONE or not (
@@ -87,8 +89,12 @@ async def get_public(
     return document
 
 
-async def get(*, session: AsyncSession, principal: Principal, item_id: uuid.UUID) -> Item:
-    item = await session.get(Item, item_id)
+async def get(
+    *, session: AsyncSession, principal: Principal, item_id: uuid.UUID, for_update: bool = False
+) -> Item:
+    item = await session.get(
+        Item, item_id, with_for_update=for_update, populate_existing=for_update
+    )
     if item is None or not _visible(item.owner_id, principal):
         raise _not_found()
     return item
@@ -134,12 +140,12 @@ async def list_page(*, db: Database, cache: Cache, principal: Principal, query: 
     params = json.dumps([query.limit, query.offset, query.q, query.sort.value])
     key = f"items:page:{scope}:{await generation(cache, scope)}:{params}"
 
-    async def load() -> bytes:
+    async def load() -> tuple[int, bytes]:
         async with db.connection() as conn:
             rows, total = await list_items(conn, principal=principal, query=query)
-        return _LIST_PAGE.dump_json(
-            Page[ItemPublic](items=rows, total=total, limit=query.limit, offset=query.offset)
-        )
+        page = Page[ItemPublic](items=rows, total=total, limit=query.limit, offset=query.offset)
+        # Pages are never written over: a write moves to a new generation of keys.
+        return 0, _LIST_PAGE.dump_json(page)
 
     return await cache.get_or_load(key, load)
 
@@ -176,8 +182,12 @@ async def update(
     changes: ItemUpdate,
 ) -> bytes:
     """Apply ``changes`` to one of ``principal``'s items (any item, for an admin);
-    returns the item's new encoded JSON document, which the cache now holds too."""
-    item = await get(session=session, principal=principal, item_id=item_id)
+    returns the item's new encoded JSON document, which the cache now holds too.
+
+    The row is locked while it changes, so concurrent writes of one item commit one
+    after the other, and each sets ``updated_at`` past the one before it (even when
+    replicas' clocks disagree): that timestamp orders the cached states."""
+    item = await get(session=session, principal=principal, item_id=item_id, for_update=True)
     data = changes.model_dump(exclude_unset=True)
     for field in ("name", "price"):
         if field in data and data[field] is None:
@@ -186,11 +196,12 @@ async def update(
         data["tags"] = []
     for field, value in data.items():
         setattr(item, field, value)
+    item.updated_at = next_updated_at(item.updated_at)
     await session.commit()
-    # The new state, not just a dropped entry: a read that fetched the row before this
-    # write can then not store the old one (it only fills an empty slot).
+    # The new state at its version: an older one (a read that fetched the row before
+    # this write, or a write that committed before it) cannot replace it.
     document = _encode(item)
-    await cache.set(item_key(item_id), document)
+    await cache.put(item_key(item_id), document, version=version_of(item.updated_at))
     await invalidate_lists(cache, item.owner_id)
     return document
 
@@ -198,9 +209,9 @@ async def update(
 async def delete(
     *, session: AsyncSession, cache: Cache, principal: Principal, item_id: uuid.UUID
 ) -> None:
-    item = await get(session=session, principal=principal, item_id=item_id)
+    item = await get(session=session, principal=principal, item_id=item_id, for_update=True)
     owner_id = item.owner_id
     await session.delete(item)
     await session.commit()
-    await cache.set(item_key(item_id), GONE)
+    await cache.put(item_key(item_id), GONE, version=TOMBSTONE)
     await invalidate_lists(cache, owner_id)

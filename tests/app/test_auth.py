@@ -98,6 +98,26 @@ def test_success_resets_the_failure_count(api_factory: Any) -> None:
         assert bad.status_code == 401
 
 
+def test_simultaneous_logins_with_the_right_password_all_succeed(api_factory: Any) -> None:
+    """Each attempt is counted before its password check and taken back when it
+    succeeds: more simultaneous right logins than the failure limit must not lock
+    the account out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = api_factory(login_max_failures=3)
+    email = api.signup()["email"]
+
+    def login(_: int) -> int:
+        answer = api.client.post(
+            "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
+        )
+        return int(answer.status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(login, range(8))) == [200] * 8
+    assert api.sql("SELECT count(*) FROM login_throttle WHERE email = :e", e=email)[0][0] == 0
+
+
 def test_disabled_account_cannot_log_in(api: Api) -> None:
     user = api.signup()
     api.sql("UPDATE users SET is_active = false WHERE id = :i", i=user["id"])
@@ -231,6 +251,31 @@ def test_missing_and_malformed_authorization(api: Api) -> None:
     bad = api.client.get("/api/v1/items", headers={"Authorization": "Basic Zm9vOmJhcg=="})
     assert bad.status_code == 401
     assert bad.json()["request_id"] == bad.headers["x-request-id"]
+
+
+def test_hashing_threads_run_at_the_configured_niceness() -> None:
+    import asyncio
+    import os
+    import threading
+
+    from app.core.config import Settings
+    from app.core.security import PasswordHashing
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def scenario() -> tuple[int, int]:
+        hashing = PasswordHashing(Settings(password_hash_niceness=19))
+        try:
+            assert await hashing.verify(await hashing.hash("a password"), "a password")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(hashing._threads, niceness), niceness()
+        finally:
+            hashing.close()
+
+    before = niceness()
+    # The hashing threads at 19; the event loop's thread (this one) as it was.
+    assert asyncio.run(scenario()) == (19, before)
 
 
 def test_hashing_threads_do_not_keep_argon2_memory(tmp_path: Path) -> None:

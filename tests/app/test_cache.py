@@ -28,8 +28,12 @@ def test_redis_cache_is_shared_and_invalidated_across_replicas(
     store = redis.Redis.from_url(redis_url)
     assert store.exists(f"fastship:item:{item['id']}")
     replica_a.client.patch(f"/api/v1/items/{item['id']}", json={"name": "after"}, headers=headers)
-    # The write stored the new state for every replica (not just dropped the entry).
-    assert json.loads(store.get(f"fastship:item:{item['id']}"))["name"] == "after"  # type: ignore[arg-type]
+    # The write stored the new state for every replica (not just dropped the entry),
+    # behind its version.
+    stored: bytes = store.get(f"fastship:item:{item['id']}")  # type: ignore[assignment]
+    version, _, document = stored.partition(b":")
+    assert int(version) > 0
+    assert json.loads(document)["name"] == "after"
     assert (
         replica_b.client.get(f"/api/v1/items/{item['id']}", headers=headers).json()["name"]
         == "after"
@@ -111,10 +115,11 @@ def test_a_stale_read_cannot_bring_back_a_revoked_token(api: Api) -> None:
     assert changed.status_code == 204
     # A request that read the account just before the change caches what it saw now.
     services = api.client.app.state.services  # type: ignore[attr-defined]
-    stale = {"id": user["id"], "role": "user", "active": True, "ver": 0}
+    stale = json.dumps({"id": user["id"], "role": "user", "active": True, "ver": 0}).encode()
     portal = api.client.portal
     assert portal is not None
-    portal.call(services.cache.add, principal_key(uuid.UUID(user["id"])), stale)
+    key = principal_key(uuid.UUID(user["id"]))
+    portal.call(lambda: services.cache.put(key, stale, version=0))
     assert api.client.get("/api/v1/users/me", headers=old).status_code == 401
 
 
@@ -128,10 +133,10 @@ def test_the_memory_cache_lets_go_of_expired_entries_nobody_reads() -> None:
     async def scenario() -> tuple[int, bytes | None, bytes | None]:
         cache = MemoryCache(ttl=0.2, max_entries=10_000)
         for i in range(500):
-            await cache.set(f"items:page:old-generation:{i}", b"x" * 1000)
-        await cache.set("kept", b"still fresh")
+            await cache.put(f"items:page:old-generation:{i}", b"x" * 1000, version=0)
+        await cache.put("kept", b"still fresh", version=0)
         await asyncio.sleep(0.3)  # all 501 entries expire
-        await cache.set("new", b"page")
+        await cache.put("new", b"page", version=0)
         return len(cache._data), await cache.get("new"), await cache.get("kept")
 
     size, new, kept = asyncio.run(scenario())
@@ -151,15 +156,16 @@ def _caches(redis_url: str) -> list[Cache]:
 class CountedLoad:
     """A load that waits for ``release`` and counts how often it ran."""
 
-    def __init__(self, value: bytes = b"loaded") -> None:
+    def __init__(self, value: bytes = b"loaded", version: int = 1) -> None:
         self.calls = 0
         self.value = value
+        self.version = version
         self.release = asyncio.Event()
 
-    async def __call__(self) -> bytes:
+    async def __call__(self) -> tuple[int, bytes]:
         self.calls += 1
         await self.release.wait()
-        return self.value
+        return self.version, self.value
 
 
 async def _settle() -> None:
@@ -205,7 +211,7 @@ def test_a_write_during_a_load_wins_and_later_reads_do_not_join_the_old_load(
         stale = CountedLoad(b"read before the write")
         early = asyncio.create_task(cache.get_or_load("k2", stale))
         await asyncio.sleep(0.05)
-        await cache.set("k2", b"written")
+        await cache.put("k2", b"written", version=2)
         # Arrives after the write: served the write, not the load under way.
         fresh = CountedLoad(b"should not run")
         fresh.release.set()
@@ -226,7 +232,7 @@ def test_a_failed_load_fails_its_waiters_and_is_not_stored() -> None:
         cache = MemoryCache(ttl=30, max_entries=10)
         release = asyncio.Event()
 
-        async def failing() -> bytes:
+        async def failing() -> tuple[int, bytes]:
             await release.wait()
             raise RuntimeError("database unavailable")
 
@@ -316,3 +322,61 @@ def test_items_of_a_deleted_account_are_gone_from_the_cache_at_once(api: Api) ->
     assert api.sql("SELECT count(*) FROM items WHERE id = :i", i=item["id"])[0][0] == 0
     assert api.client.get(url, headers=admin).status_code == 404
     assert api.client.get("/api/v1/items", headers=admin).json()["total"] == 0
+
+
+def test_only_a_newer_version_replaces_an_entry(redis_url: str) -> None:
+    """Writes and loads reach the cache in any order; the entry holds the newest
+    version. A placeholder reserves a version without a value (a miss) until a value
+    of that version comes; a deleted row's tombstone is newer than anything."""
+    from app.core.cache import PLACEHOLDER, TOMBSTONE
+
+    async def scenario(cache: Cache) -> None:
+        await cache.put("v", b"five", version=5)
+        await cache.put("v", b"three", version=3)
+        assert await cache.get("v") == b"five"
+        await cache.put("v", b"six", version=6)
+        assert await cache.get("v") == b"six"
+        await cache.put("v", PLACEHOLDER, version=7)
+        assert await cache.get("v") is None  # reads miss, and load from the database
+        stale = CountedLoad(b"read before the write", version=6)
+        stale.release.set()
+        assert await cache.get_or_load("v", stale) == b"read before the write"
+        assert await cache.get("v") is None  # but cannot store what they read
+        fresh = CountedLoad(b"seven", version=7)
+        fresh.release.set()
+        assert await cache.get_or_load("v", fresh) == b"seven"
+        assert await cache.get("v") == b"seven"
+        await cache.put("v", PLACEHOLDER, version=7)  # no value cannot replace a value
+        assert await cache.get("v") == b"seven"
+        await cache.put("v", b"gone", version=TOMBSTONE)
+        await cache.put("v", b"later", version=10**12)
+        assert await cache.get("v") == b"gone"
+        await cache.delete("v")
+        await cache.close()
+
+    for cache in _caches(redis_url):
+        asyncio.run(scenario(cache))
+
+
+def test_concurrent_versioned_writes_to_redis_keep_the_newest(redis_url: str) -> None:
+    """Compare and write are one script on Redis: many clients writing versions in a
+    shuffled order leave the highest one, whichever lands last."""
+    import random
+
+    async def scenario() -> bytes | None:
+        replicas = [RedisCache(redis_url, ttl=30) for _ in range(4)]
+        versions = list(range(1, 201))
+        random.Random(7).shuffle(versions)
+        await asyncio.gather(
+            *(
+                replicas[n % 4].put("race", str(v).encode(), version=v)
+                for n, v in enumerate(versions)
+            )
+        )
+        value = await replicas[0].get("race")
+        await replicas[0].delete("race")
+        for replica in replicas:
+            await replica.close()
+        return value
+
+    assert asyncio.run(scenario()) == b"200"

@@ -14,9 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.core.config import Settings, secret_field_names
+from app.core.schema import head_revision
 from tests.support.postgres import PostgresServer
 
 SIGNING_KEY = "cli-test-signing-key-" + "z" * 32
+HEAD = head_revision()
 
 
 def run(
@@ -85,9 +87,9 @@ def test_two_concurrent_migrations_run_once_and_both_succeed(
     holder.dispose()
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
     for result in results:
-        assert "database at revision 0001_initial (current)" in result.stdout
-    assert _revision_rows(pg_empty_database) == [("0001_initial",)]
-    assert (tmp_path / "term0").read_text() == "0001_initial"
+        assert f"database at revision {HEAD} (current)" in result.stdout
+    assert _revision_rows(pg_empty_database) == [(HEAD,)]
+    assert (tmp_path / "term0").read_text() == HEAD
 
 
 def test_migrate_reports_an_unreachable_database(tmp_path: Path) -> None:
@@ -109,7 +111,7 @@ def test_wait_for_schema_waits_for_the_migration(pg_empty_database: str) -> None
     env = {"FASTSHIP_DATABASE_URL": pg_empty_database}
     timed_out = run("wait-for-schema", "--timeout", "1", "--interval", "0.2", env=env)
     assert timed_out.returncode == 1
-    assert "needs 0001_initial" in timed_out.stderr
+    assert f"needs {HEAD}" in timed_out.stderr
     waiter = subprocess.Popen(
         [sys.executable, "-m", "app", "wait-for-schema", "--timeout", "60", "--interval", "0.2"],
         env={**os.environ, **env},
@@ -122,7 +124,7 @@ def test_wait_for_schema_waits_for_the_migration(pg_empty_database: str) -> None
     assert run("migrate", "--termination-log", "/nonexistent/x", env=env).returncode == 0
     out, _ = waiter.communicate(timeout=30)
     assert waiter.returncode == 0
-    assert "schema at 0001_initial" in out
+    assert f"schema at {HEAD}" in out
 
 
 def test_bad_arguments_and_settings_are_explained() -> None:

@@ -165,6 +165,38 @@ def test_security_headers(api: Api) -> None:
     assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
 
 
+def test_security_headers_behind_a_proxy_prefix(api_factory: Any) -> None:
+    """With FASTSHIP_ROOT_PATH the ASGI path carries the prefix: the headers depend on
+    the path without it, as routing and the metrics' labels do."""
+    api = api_factory(root_path="/svc")
+    response = api.client.get("/svc/api/v1/items")
+    assert response.status_code == 401
+    assert response.headers["cache-control"] == "no-store"
+    docs = api.client.get("/svc/docs")
+    assert docs.status_code == 200
+    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+
+
+def test_log_level_is_accepted_in_any_case() -> None:
+    from app.core.config import Settings
+
+    for given in ("warning", "Warning", " WARNING "):
+        assert Settings.model_validate({"log_level": given}).log_level == "WARNING"
+
+
+def test_the_default_page_size_is_a_setting(api_factory: Any) -> None:
+    api = api_factory(default_page_size=2)
+    _, headers = api.user()
+    _, admin = api.user(admin=True)
+    for n in range(3):
+        api.item(headers, name=f"item {n}")
+    page = api.client.get("/api/v1/items", headers=headers).json()
+    assert (page["limit"], len(page["items"]), page["total"]) == (2, 2, 3)
+    assert api.client.get("/api/v1/items?limit=3", headers=headers).json()["limit"] == 3
+    users = api.client.get("/api/v1/users", headers=admin).json()
+    assert (users["limit"], len(users["items"])) == (2, 2)
+
+
 def test_metrics(api: Api) -> None:
     _, headers = api.user()
     item = api.item(headers)

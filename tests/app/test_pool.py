@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from sqlalchemy import text
@@ -11,7 +12,7 @@ from sqlalchemy.util.queue import Empty
 
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.pool import HandoffQueue
+from app.core.pool import HandoffQueue, _expire
 
 
 def test_a_newcomer_cannot_take_a_connection_handed_to_a_waiter() -> None:
@@ -123,3 +124,54 @@ def test_a_cancelled_waiter_does_not_take_a_connection_with_it(pg_database: str)
             await db.dispose()
 
     assert asyncio.run(scenario()) == 1
+
+
+@pytest.mark.parametrize("first", ["handed over", "timed out"])
+def test_a_connection_handed_over_as_the_wait_times_out_is_never_lost(first: str) -> None:
+    """The hand-over and the timeout in the same turn of the event loop, in either
+    order: the waiter gets the connection, or times out and the connection stays idle
+    for the next request."""
+
+    async def scenario() -> tuple[str, str | None]:
+        queue: HandoffQueue[str] = HandoffQueue(maxsize=2)
+        getter = asyncio.create_task(greenlet_spawn(queue.get, True, 30.0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        (waiter,) = queue._waiters
+        if first == "handed over":
+            queue.put_nowait("connection")
+            _expire(waiter)
+        else:
+            _expire(waiter)
+            queue.put_nowait("connection")
+        try:
+            outcome = await getter
+        except Empty:
+            outcome = "timed out"
+        idle = queue.get_nowait() if not queue.empty() else None
+        return outcome, idle
+
+    expected = ("connection", None) if first == "handed over" else ("timed out", "connection")
+    assert asyncio.run(scenario()) == expected
+
+
+def test_a_connection_handed_over_in_the_turn_its_wait_times_out_is_kept() -> None:
+    """The connection comes back just before the waiter's timeout, and the event loop
+    (busy) reaches both in one turn. (asyncio.wait_for on Python 3.12 and later then
+    raised TimeoutError and dropped the connection: the pool shrank by one for good.)"""
+
+    async def scenario() -> tuple[str, str | None]:
+        queue: HandoffQueue[str] = HandoffQueue(maxsize=2)
+        getter = asyncio.create_task(greenlet_spawn(queue.get, True, 0.2))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        asyncio.get_running_loop().call_later(0.1, queue.put_nowait, "connection")
+        time.sleep(0.3)  # noqa: ASYNC251 - a busy loop: hand-over and timeout both due now
+        try:
+            outcome = await getter
+        except Empty:
+            outcome = "timed out"
+        return outcome, queue.get_nowait() if not queue.empty() else None
+
+    outcome, idle = asyncio.run(scenario())
+    assert "connection" in (outcome, idle), (outcome, idle)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import pytest
+
 from tests.app.conftest import Api
 
 
@@ -36,3 +41,43 @@ def test_lockout_on_sqlite(sqlite_api: Api) -> None:
         api.client.post("/api/v1/auth/token", data={"username": email, "password": "wrong!!!"})
     locked = api.client.post("/api/v1/auth/token", data={"username": email, "password": "x" * 8})
     assert locked.status_code == 429
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _timestamps(body: Any) -> list[str]:
+    if isinstance(body, dict):
+        found = [v for k, v in body.items() if k.endswith("_at")]
+        return found + [t for v in body.values() for t in _timestamps(v)]
+    if isinstance(body, list):
+        return [t for v in body for t in _timestamps(v)]
+    return []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_timestamp_carries_its_offset(backend: str, sqlite_api: Api, api: Api) -> None:
+    """The documented `date-time` format is RFC 3339, offset included, on both
+    backends (SQLite hands timestamps back without one)."""
+    api = sqlite_api if backend == "sqlite" else api
+    user, headers = api.user()
+    _, admin = api.user(admin=True)
+    item = api.item(headers)
+    url = f"/api/v1/items/{item['id']}"
+    bodies = [
+        user,
+        item,
+        api.client.get(url, headers=headers).json(),
+        api.client.patch(url, json={"name": "renamed"}, headers=headers).json(),
+        api.client.get("/api/v1/items", headers=headers).json(),
+        api.client.get("/api/v1/users/me", headers=headers).json(),
+        api.client.patch("/api/v1/users/me", json={"full_name": "N"}, headers=headers).json(),
+        api.client.get("/api/v1/users", headers=admin).json(),
+        api.client.get(f"/api/v1/users/{user['id']}", headers=admin).json(),
+        api.client.patch(
+            f"/api/v1/users/{user['id']}", json={"full_name": "M"}, headers=admin
+        ).json(),
+    ]
+    stamps = [stamp for body in bodies for stamp in _timestamps(body)]
+    assert len(stamps) >= 20
+    assert [s for s in stamps if not _RFC3339.match(s)] == []

@@ -48,12 +48,45 @@ def test_update_me(api: Api) -> None:
     assert renamed.status_code == 200
     assert renamed.json()["full_name"] == "New"
     clash = api.client.patch(
-        "/api/v1/users/me", json={"email": "taken@example.com"}, headers=headers
+        "/api/v1/users/me",
+        json={"email": "taken@example.com", "current_password": PASSWORD},
+        headers=headers,
     )
     assert clash.status_code == 409
     escalate = api.client.patch("/api/v1/users/me", json={"role": "admin"}, headers=headers)
     assert escalate.status_code == 422
     assert api.client.get("/api/v1/users/me", headers=headers).json()["role"] == "user"
+
+
+def test_changing_ones_email_needs_the_password_and_ends_older_tokens(api: Api) -> None:
+    user, headers = api.user()
+    unconfirmed = api.client.patch(
+        "/api/v1/users/me", json={"email": "new@example.com"}, headers=headers
+    )
+    assert unconfirmed.status_code == 400
+    assert unconfirmed.json()["code"] == "password_required"
+    wrong = api.client.patch(
+        "/api/v1/users/me",
+        json={"email": "new@example.com", "current_password": "not the password"},
+        headers=headers,
+    )
+    assert wrong.status_code == 400
+    assert wrong.json()["code"] == "wrong_password"
+    assert api.client.get("/api/v1/users/me", headers=headers).json()["email"] == user["email"]
+    changed = api.client.patch(
+        "/api/v1/users/me",
+        json={"email": "new@example.com", "current_password": PASSWORD},
+        headers=headers,
+    )
+    assert changed.status_code == 200
+    assert changed.json()["email"] == "new@example.com"
+    assert api.client.get("/api/v1/users/me", headers=headers).status_code == 401
+    fresh = api.login("new@example.com")
+    assert api.client.get("/api/v1/users/me", headers=fresh).json()["email"] == "new@example.com"
+    # A name alone needs no password and keeps the session.
+    renamed = api.client.patch("/api/v1/users/me", json={"full_name": "Renamed"}, headers=fresh)
+    assert renamed.status_code == 200
+    assert api.client.get("/api/v1/users/me", headers=fresh).status_code == 200
 
 
 def test_change_password_needs_the_current_one(api: Api) -> None:

@@ -1,12 +1,15 @@
 """schemathesis against the service's own OpenAPI document, served by a real
-`python -m app serve` process on a real Postgres database.
+`python -m app serve` process, on a real Postgres database and on the embedded SQLite
+default: every test below runs once per backend.
 
 Every operation is fuzzed as three callers (anonymous, a user, an admin), and a
 stateful run follows the links schemathesis infers between operations (create an
 item, then read, change and delete it). The checks: no 5xx; status code, content type,
 headers and body as documented (errors included); invalid input refused; auth
 enforced (``ignored_auth``); a deleted resource stays gone (``use_after_free``); a
-created one can be read (``ensure_resource_availability``).
+created one can be read (``ensure_resource_availability``); every timestamp in a body
+is RFC 3339 with its offset, as `date-time` documents (JSON Schema leaves formats
+unchecked).
 
 Examples per operation are bounded so that the module runs in about two minutes on
 two cores; the number of cases run is printed at the end of the session.
@@ -14,6 +17,7 @@ two cores; the number of cases run is printed at the end of the session.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +49,34 @@ from tests.support.postgres import PostgresServer
 MAX_EXAMPLES = 12
 STATEFUL_STEPS = 25
 
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _timestamps(body: Any) -> list[str]:
+    if isinstance(body, dict):
+        found = [v for k, v in body.items() if k.endswith("_at") and isinstance(v, str)]
+        return found + [t for v in body.values() for t in _timestamps(v)]
+    if isinstance(body, list):
+        return [t for v in body for t in _timestamps(v)]
+    return []
+
+
+@schemathesis.check
+def timestamps_have_offsets(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every ``*_at`` field of a JSON body is RFC 3339 with a UTC offset."""
+    try:
+        body = response.json()
+    except ValueError:  # not JSON (the metrics page, an empty 204)
+        return None
+    bad = [t for t in _timestamps(body) if not _RFC3339.match(t)]
+    if bad:
+        raise AssertionError(f"timestamps without an RFC 3339 offset: {bad[:3]}")
+    return None
+
+
 CHECKS = [
     not_a_server_error,
+    timestamps_have_offsets,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
@@ -64,13 +94,18 @@ def cases_run() -> Counter[str]:
     return CASES
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(
-    pg_server: PostgresServer, _pg_template: str, tmp_path_factory: Any
-) -> Iterator[Server]:
-    url = pg_server.url(pg_server.create_database(template=_pg_template))
-    log = Path(tmp_path_factory.mktemp("fuzz")) / "server.log"
-    server = Server(database_url=url, log_path=log).start()
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Server]:
+    work = Path(tmp_path_factory.mktemp("fuzz"))
+    env: dict[str, str] = {}
+    if request.param == "postgres":
+        pg_server: PostgresServer = request.getfixturevalue("pg_server")
+        template: str = request.getfixturevalue("_pg_template")
+        url = pg_server.url(pg_server.create_database(template=template))
+    else:
+        url = f"sqlite:///{work / 'fastship.db'}"
+        env["FASTSHIP_AUTO_MIGRATE"] = "true"
+    server = Server(database_url=url, log_path=work / "server.log", env=env).start()
     try:
         yield server
     finally:

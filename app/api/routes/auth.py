@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import ServicesDep, SessionDep
+from app.api.deps import ServicesDep
 from app.core import errors
 from app.schemas import Token
 from app.services import auth
@@ -22,16 +22,17 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     services: ServicesDep,
-    session: SessionDep,
 ) -> Token:
     """OAuth2 password flow: `username` is the email. Returns a bearer token.
 
     After repeated failures for one email, further attempts get 429 with
     `Retry-After` until the lockout ends."""
+    services.login_counters.start_if_due()
     user = await auth.authenticate(
-        session=session,
+        db=services.db,
         hashing=services.hashing,
         settings=services.settings,
+        counters=services.login_counters,
         email=form.username,
         password=form.password,
     )

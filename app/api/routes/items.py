@@ -49,7 +49,10 @@ async def create_item(
 async def list_items(
     principal: CurrentUser,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=100, description="Page size (default: 50, FASTSHIP_DEFAULT_PAGE_SIZE)."),
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     q: Annotated[
         Text | None,
@@ -63,6 +66,7 @@ async def list_items(
     ),
 ) -> Response:
     """Your items, newest first; admins see everyone's."""
+    limit = limit or services.settings.default_page_size
     query = items.ItemQuery(limit=limit, offset=offset, q=q, owner_id=owner_id, sort=sort)
     page = await items.list_page(
         db=services.db, cache=services.cache, principal=principal, query=query

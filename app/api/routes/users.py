@@ -50,14 +50,30 @@ async def read_me(principal: CurrentUser, session: SessionDep) -> UserPublic:
 async def update_me(
     body: UserUpdateMe, principal: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> UserPublic:
-    user = await users.get(session=session, user_id=principal.id)
+    """Change your name or email. A new email needs `current_password`, and ends every
+    token issued before it: log in again with the new email."""
+    changes = body.model_dump(exclude_unset=True)
+    current_password = changes.pop("current_password", None)
+    expected_hash = None
+    if changes.get("email") is not None:
+        if current_password is None:
+            raise AppError(
+                400,
+                "Changing your email needs your password: send current_password too",
+                code="password_required",
+            )
+        expected_hash = await users.password_hash(session=session, user_id=principal.id)
+        if not await services.hashing.verify(expected_hash, current_password):
+            raise AppError(400, "The current password is wrong", code="wrong_password")
     user = await users.update(
         session=session,
         cache=services.cache,
-        hashing=services.hashing,
-        user=user,
-        changes=UserUpdate(**body.model_dump(exclude_unset=True)),
+        user_id=principal.id,
+        changes=UserUpdate(**changes),
+        new_password_hash=None,
         acting=principal,
+        principal_ttl=services.settings.principal_cache_ttl_seconds,
+        expected_password_hash=expected_hash,
     )
     return UserPublic.model_validate(user)
 
@@ -67,14 +83,14 @@ async def change_password(
     body: PasswordChange, principal: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Change your password. Every token issued before the change stops working."""
-    user = await users.get(session=session, user_id=principal.id)
     await users.change_password(
         session=session,
         cache=services.cache,
         hashing=services.hashing,
-        user=user,
+        user_id=principal.id,
         current_password=body.current_password,
         new_password=body.new_password,
+        principal_ttl=services.settings.principal_cache_ttl_seconds,
     )
     return Response(status_code=204)
 
@@ -82,10 +98,15 @@ async def change_password(
 @router.get("", response_model=Page[UserPublic], responses=errors.responses(401, 403, 422))
 async def list_users(
     admin: AdminUser,
+    services: ServicesDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=100, description="Page size (default: 50, FASTSHIP_DEFAULT_PAGE_SIZE)."),
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page[UserPublic]:
+    limit = limit or services.settings.default_page_size
     rows, total = await users.list_users(session=session, limit=limit, offset=offset)
     return Page[UserPublic](
         items=[UserPublic.model_validate(u) for u in rows], total=total, limit=limit, offset=offset
@@ -111,15 +132,17 @@ async def update_user(
 ) -> UserPublic:
     """Change a user's email, name, role or password, or disable them with
     `is_active: false`. Role changes, disabling and new passwords end the user's
-    current sessions."""
-    user = await users.get(session=session, user_id=user_id)
+    current sessions; so does a new email."""
+    # Hashed before the database is touched: no connection waits on argon2.
+    new_hash = await services.hashing.hash(body.password) if body.password is not None else None
     user = await users.update(
         session=session,
         cache=services.cache,
-        hashing=services.hashing,
-        user=user,
+        user_id=user_id,
         changes=body,
+        new_password_hash=new_hash,
         acting=admin,
+        principal_ttl=services.settings.principal_cache_ttl_seconds,
     )
     return UserPublic.model_validate(user)
 
@@ -129,6 +152,5 @@ async def delete_user(
     user_id: uuid.UUID, admin: AdminUser, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Delete a user and all their items."""
-    user = await users.get(session=session, user_id=user_id)
-    await users.delete(session=session, cache=services.cache, user=user, acting=admin)
+    await users.delete(session=session, cache=services.cache, user_id=user_id, acting=admin)
     return Response(status_code=204)
