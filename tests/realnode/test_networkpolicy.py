@@ -202,9 +202,9 @@ def test_networkpolicy_every_flow_of_the_default_install(release: Release, scrat
 # --- the options, on stand-ins that carry the release's labels ---------------------------------
 
 
-def render_policies(node: Node, release: str, *values: str) -> list[dict[str, Any]]:
+def render_policies(node: Node, release: str, namespace: str, *values: str) -> list[dict[str, Any]]:
     """The chart's NetworkPolicies for these values (helm template, nothing else applied)."""
-    rendered = node.kube.helm("template", release, str(CHART), *values).stdout
+    rendered = node.kube.helm("template", release, str(CHART), "-n", namespace, *values).stdout
     return [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "NetworkPolicy"]
 
 
@@ -241,7 +241,7 @@ def test_networkpolicy_options(node: Node, images: Any, scratch: str) -> None:
 
     def apply(*values: str) -> None:
         kube.kubectl("-n", scratch, "delete", "networkpolicy", "--all")
-        for policy in render_policies(node, name, *values):
+        for policy in render_policies(node, name, scratch, *values):
             kube.apply(policy, namespace=scratch)
         time.sleep(2)
 
