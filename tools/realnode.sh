@@ -192,6 +192,9 @@ up() {
   [[ -e "$NSPATH" ]] && die "network namespace $NETNS exists: run \`$0 down\` first"
   local start; start="$(date +%s)"
   UP_OK=0
+  # SIGINT and SIGTERM end the start through `exit`, so that the EXIT trap tears down.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   trap '(( UP_OK )) || { log "start failed; tearing down (logs in $WORKDIR/logs)"; down >&2 || true; }' EXIT
   mkdir -p "$STATE" "$RUN" "$WORKDIR/logs" "$STATE/cni/net.d"
   echo "$$" >"$WORKDIR/owner.pid"
