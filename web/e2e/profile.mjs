@@ -16,8 +16,13 @@ await run("profile", async ({ page, shot, axe, login, fieldError }) => {
   await page.getByRole("button", { name: "Save profile" }).click();
   await page.getByRole("status").filter({ hasText: "Profile saved." }).waitFor();
 
-  // Another account's email: the API's 409 shows at the email field.
+  // Another account's email: the API's 409 shows at the email field. A new email needs
+  // the password: its field appears once the email differs.
   await page.getByLabel("Email", { exact: true }).fill(otherEmail);
+  await page.getByRole("button", { name: "Save profile" }).click();
+  const needed = await fieldError("Password, to change the email");
+  check(/needs your password/.test(needed), `a new email without the password says "${needed}"`);
+  await page.getByLabel("Password, to change the email", { exact: true }).fill(password);
   await page.getByRole("button", { name: "Save profile" }).click();
   const taken = await fieldError("Email");
   check(/already exists/.test(taken), `taking another's email says "${taken}"`);
@@ -26,6 +31,10 @@ await run("profile", async ({ page, shot, axe, login, fieldError }) => {
   const invalid = await fieldError("Email");
   check(/email/i.test(invalid) && invalid !== taken, `an invalid email says "${invalid}"`);
   await page.getByLabel("Email", { exact: true }).fill(email);
+  check(
+    (await page.getByLabel("Password, to change the email", { exact: true }).count()) === 0,
+    "the password field stays after the email is back to the current one",
+  );
   check(
     (await page.getByLabel("Email", { exact: true }).getAttribute("aria-invalid")) === null,
     "the email field is still marked invalid after it was corrected",

@@ -45,6 +45,7 @@ export interface Problem {
 const CODE_FIELDS: Record<string, string> = {
   email_taken: "email",
   wrong_password: "current_password",
+  password_required: "current_password",
 };
 
 /**

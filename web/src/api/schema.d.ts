@@ -98,7 +98,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Update Me */
+        /**
+         * Update Me
+         * @description Change your name or email. A new email needs `current_password`, and ends every
+         *     token issued before it: log in again with the new email.
+         */
         patch: operations["update_me_api_v1_users_me_patch"];
         trace?: never;
     };
@@ -164,7 +168,7 @@ export interface paths {
          * Update User
          * @description Change a user's email, name, role or password, or disable them with
          *     `is_active: false`. Role changes, disabling and new passwords end the user's
-         *     current sessions.
+         *     current sessions; so does a new email.
          */
         patch: operations["update_user_api_v1_users__user_id__patch"];
         trace?: never;
@@ -468,6 +472,11 @@ export interface components {
         };
         /** UserUpdateMe */
         UserUpdateMe: {
+            /**
+             * Current Password
+             * @description Your password: needed to change your email.
+             */
+            current_password?: string | null;
             /** Email */
             email?: string | null;
             /** Full Name */
@@ -554,8 +563,8 @@ export interface operations {
     list_items_api_v1_items_get: {
         parameters: {
             query?: {
-                /** @description Page size. */
-                limit?: number;
+                /** @description Page size (default: 50, FASTSHIP_DEFAULT_PAGE_SIZE). */
+                limit?: number | null;
                 offset?: number;
                 /** @description Text to find in name or description. */
                 q?: string | null;
@@ -820,7 +829,8 @@ export interface operations {
     list_users_api_v1_users_get: {
         parameters: {
             query?: {
-                limit?: number;
+                /** @description Page size (default: 50, FASTSHIP_DEFAULT_PAGE_SIZE). */
+                limit?: number | null;
                 offset?: number;
             };
             header?: never;

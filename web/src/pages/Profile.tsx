@@ -23,16 +23,25 @@ export function Profile({ me, onChange }: { me: User; onChange: (user: User) => 
 function ProfileForm({ me, onChange }: { me: User; onChange: (user: User) => void }) {
   const [email, setEmail] = useState(me.email);
   const [fullName, setFullName] = useState(me.full_name ?? "");
+  const [password, setPassword] = useState("");
   const { fields, setFields, edited } = useFieldErrors();
   const [message, setMessage] = useState<string | null>(null);
   const [status, setStatus] = useState("");
+  // A new email needs the password, and ends the session (every older token stops working).
+  const emailChanged = email.trim() !== me.email;
 
   async function submit(event: Event) {
     event.preventDefault();
     setStatus("");
     const { data, error, response } = await api.PATCH("/api/v1/users/me", {
-      body: { email, full_name: fullName },
+      body: emailChanged
+        ? { email, full_name: fullName, ...(password ? { current_password: password } : {}) }
+        : { full_name: fullName },
     });
+    if (data && emailChanged) {
+      session.end("Your email has changed. Log in with the new one.");
+      return;
+    }
     if (data) {
       setFields({});
       setMessage(null);
@@ -58,6 +67,17 @@ function ProfileForm({ me, onChange }: { me: User; onChange: (user: User) => voi
           onValue={edited("email", setEmail)}
           error={fields.email}
         />
+        {emailChanged && (
+          <Field
+            label="Password, to change the email"
+            name="current_password"
+            type="password"
+            autocomplete="current-password"
+            value={password}
+            onValue={edited("current_password", setPassword)}
+            error={fields.current_password}
+          />
+        )}
         <Field
           label="Full name"
           name="full_name"
