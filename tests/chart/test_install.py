@@ -234,10 +234,11 @@ def test_install_upgrade_test_uninstall(kube: Kube, restricted_namespace: str) -
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "Phase:          Succeeded" in passed.stdout
 
-    # Uninstall removes everything of the release but the database's volume; the
-    # generated Secrets were never the release's (the Job made them) and stay too.
+    # Uninstall removes everything of the release but the database's volume and the last
+    # finished test Pod (kept for `helm test --logs`); the generated Secrets were never
+    # the release's (the Job made them) and stay too.
     helm(kube, ns, "uninstall", RELEASE, "--wait", "--timeout", "120s")
-    kept = [f"PersistentVolumeClaim/{FULLNAME}-postgresql-data"]
+    kept = [f"PersistentVolumeClaim/{FULLNAME}-postgresql-data", f"Pod/{FULLNAME}-test-readyz"]
     wait_until(
         lambda: remaining(kube, ns) == kept,
         timeout=120,

@@ -86,9 +86,12 @@ def test_install_runs_every_part_for_real(release: Release) -> None:
         assert pod["spec"]["securityContext"].get("runAsNonRoot") is True, pod["metadata"]["name"]
 
 
-def test_helm_test_passes(release: Release) -> None:
-    out = release.helm("test", RELEASE, "--timeout", "2m")
-    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+def test_helm_test_passes_and_shows_its_logs(release: Release) -> None:
+    out = release.helm("test", RELEASE, "--timeout", "2m", "--logs")
+    assert "Phase:          Succeeded" in out, out
+    # The test Pod's own output: the service's /readyz through its Service.
+    assert f"POD LOGS: {FULLNAME}-test-readyz" in out, out
+    assert f"http://{FULLNAME}:80/readyz 200" in out, out
 
 
 def test_the_api_through_the_service(release: Release) -> None:
