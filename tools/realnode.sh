@@ -305,7 +305,9 @@ down() {
     cgroups remove
     ip netns delete "$NETNS" 2>/dev/null || true
   fi
-  if [[ -f "$WORKDIR/created-dirs" ]]; then
+  # The mount points made by `up` go only with the last node: removing a directory that
+  # is a mount point in another node's mount namespace detaches that node's mount.
+  if [[ -f "$WORKDIR/created-dirs" ]] && ! ip netns list 2>/dev/null | grep -q '^fastship-'; then
     while IFS= read -r d; do rmdir "$d" 2>/dev/null || true; done <"$WORKDIR/created-dirs"
   fi
   if [[ -f "$WORKDIR/sysctls.saved" ]]; then
