@@ -46,6 +46,8 @@ KUBECONFIG_PATH="$WORKDIR/kwok/clusters/$CLUSTER/kubeconfig.yaml"
 PAUSE_IMAGE="localhost/pause:$KUBERNETES_VERSION"
 COREDNS_IMAGE="localhost/coredns:$COREDNS_VERSION"
 PODMAN="$ROOT/tools/image/podman"
+# Mount points that nodes made on the machine, removed by the last node's `down`.
+MOUNTPOINTS="$CACHE/realnode-mountpoints"
 KERNEL_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 NODE_TOOLS=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr)
 [[ "${FASTSHIP_NODE_ENFORCE:-1}" == 1 ]] && NODE_TOOLS+=(kube-network-policies)
@@ -234,9 +236,9 @@ EOF
   # node's mount namespace they are bound to its own directories (node.sh). Mount points
   # that the machine lacks are made here and removed by `down`.
   local d
-  : >"$WORKDIR/created-dirs"
+  mkdir -p "$CACHE"
   for d in /var/lib/kubelet /var/log/containers /run/containerd; do
-    [[ -d "$d" ]] || { mkdir -p "$d" && echo "$d" >>"$WORKDIR/created-dirs"; }
+    [[ -d "$d" ]] || { mkdir -p "$d" && echo "$d" >>"$MOUNTPOINTS"; }
   done
   log "starting containerd, kubelet, kube-proxy$([[ $enforce == 1 ]] && echo ', kube-network-policies')"
   in_ns setsid unshare --mount --propagation private -- \
@@ -307,13 +309,14 @@ down() {
   fi
   # The mount points made by `up` go only with the last node: removing a directory that
   # is a mount point in another node's mount namespace detaches that node's mount.
-  if [[ -f "$WORKDIR/created-dirs" ]] && ! ip netns list 2>/dev/null | grep -q '^fastship-'; then
-    while IFS= read -r d; do rmdir "$d" 2>/dev/null || true; done <"$WORKDIR/created-dirs"
+  if [[ -f "$MOUNTPOINTS" ]] && ! ip netns list 2>/dev/null | grep -q '^fastship-'; then
+    while IFS= read -r d; do rmdir "$d" 2>/dev/null || true; done <"$MOUNTPOINTS"
+    rm -f "$MOUNTPOINTS"
   fi
   if [[ -f "$WORKDIR/sysctls.saved" ]]; then
     while IFS= read -r line; do sysctl -qw "$line" || true; done <"$WORKDIR/sysctls.saved"
   fi
-  rm -rf "$STATE" "$RUN" "$WORKDIR/kwok" "$WORKDIR"/{up,node.pid,owner.pid,node.env,sysctls.saved,created-dirs,enforcer-sa}
+  rm -rf "$STATE" "$RUN" "$WORKDIR/kwok" "$WORKDIR"/{up,node.pid,owner.pid,node.env,sysctls.saved,enforcer-sa}
   log "down in $(( $(date +%s) - start ))s"
 }
 
