@@ -82,7 +82,8 @@ postgres_image() {
 }
 
 # The node has no provisioner: a hostPath volume, owned by Postgres' UID, bound to the
-# chart's claim. A volume left Released by a deleted claim is made anew, empty.
+# chart's claim (kept by `helm uninstall`, and with it the data). A volume left Released
+# by a deleted claim, or missing (a new node), is made anew, empty.
 volume() {
   local phase dir="$STATE/volumes/$NAMESPACE"
   phase="$(kubectl get pv "$VOLUME" -o jsonpath='{.status.phase}' 2>/dev/null || true)"
@@ -92,6 +93,8 @@ volume() {
     phase=""
   fi
   [[ -n $phase ]] && return 0
+  # A new volume starts empty: the chart's new Secret holds a new password.
+  rm -rf "$dir"
   mkdir -p "$dir"
   chown 999:999 "$dir"
   chmod 700 "$dir"
@@ -136,7 +139,11 @@ case "${1:-}" in
     prepare
     log "skaffold $* (in the node's network; DOCKER_HOST is podman's API)"
     # Builds run in the network namespace of podman's API service: the machine's own.
+    # No artifact cache: an image that podman has from before may be missing in this
+    # node, and only a build copies it there (podman's layer cache keeps rebuilds short).
+    # No pruning: podman's image store may be shared with other builds on the machine.
     exec "$REALNODE" exec env DOCKER_HOST="unix://$SOCKET" SKAFFOLD_CONFIG="$STATE/skaffold-config.yaml" \
+      SKAFFOLD_CACHE_ARTIFACTS=false SKAFFOLD_NO_PRUNE=true \
       FASTSHIP_BUILD_NETNS="/proc/$(cat "$STATE/podman-service.pid")/ns/net" \
       FASTSHIP_NODE_WORKDIR="$WORKDIR" TOOLS_BIN="$TOOLS_BIN" skaffold "$@"
     ;;
