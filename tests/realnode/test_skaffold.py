@@ -168,9 +168,13 @@ def workspace(
         node.kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False, timeout=300)
         subprocess.run([*script, "purge"], env=env, timeout=300, check=False)
         tags: set[str] = set()
+        # " - fastship -> fastship:latest": the tag built; "loaded ...": the tag by ID.
+        built = re.compile(r"^ - fastship -> fastship:(\S+)$", re.MULTILINE)
         loaded = re.compile(r"loaded (docker\.io/library/fastship:[0-9a-f]{64})")
         for log in target.glob("skaffold-*.log"):
-            tags.update(loaded.findall(log.read_text()))
+            text = log.read_text()
+            tags.update(loaded.findall(text))
+            tags.update(f"docker.io/library/fastship:{tag}" for tag in built.findall(text))
         if tags:
             Engine()("rmi", "--ignore", *sorted(tags), check=False, timeout=300)
 
@@ -305,9 +309,11 @@ def test_dev_syncs_rebuilds_and_cleans_up(
 def test_prod_profile_deploys_with_the_hpa(
     node: Node, workspace: Path, images: dict[str, str], cleanup: list[Skaffold]
 ) -> None:
+    started = time.monotonic()
     run = Skaffold(node, workspace, images, "run", "-p", "prod")
     cleanup.append(run)
     assert run.wait(DEPLOY_TIMEOUT) == 0, run.tail()
+    NUMBERS["skaffold run -p prod to stabilized"] = f"{time.monotonic() - started:.1f} s"
     (hpa,) = kubectl_json(node, "get", "hpa")["items"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == RELEASE
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
