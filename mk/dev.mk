@@ -1,4 +1,5 @@
-# The dev loop on a kind cluster (see docs/dev-loop.md). Included by the root Makefile.
+# The dev loop on a kind cluster, or on the local cluster's real node (the dev-node-* targets); see
+# docs/dev-loop.md. Included by the root Makefile.
 #
 # Each target first checks the programs it drives and stops with the version it needs.
 # Versions: kind runs the node image pinned in k8s/kind-config.yaml (the default of
@@ -14,13 +15,21 @@ SKAFFOLD_MIN   := 2.15.0
 HELM_MIN       := 3.2.0
 DOCKER_MIN     := 20.10.0
 KUBECTL_MIN    := 1.30.0
+PODMAN_MIN     := 4.3.0
 # helm and kubectl: from PATH, else the ones `make tools` builds.
 DEV_PATH       := $(PATH):$(CURDIR)/.tools/bin
 DEV_CHECK      := PATH="$(DEV_PATH)" tools/dev-check.sh
 
-.PHONY: kind-up kind-down dev dev-run dev-prod dev-delete dev-check test-kind
+.PHONY: kind-up kind-down dev dev-run dev-prod dev-delete dev-check test-kind \
+	dev-node dev-node-run dev-node-prod dev-node-delete dev-node-check
 
-## dev-check: check docker, kind, kubectl, skaffold and helm for the dev loop (names the versions needed)
+# The real node (tools/realnode.sh, `sudo make node-up`): skaffold runs inside its network
+# namespace through tools/skaffold-node.sh, builds with podman and copies the image into
+# the node (profiles realnode and realnode-dev of skaffold.yaml). Root; no Docker, no kind.
+NODE_CHECK     := $(DEV_CHECK) podman=$(PODMAN_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN) realnode=up
+SKAFFOLD_NODE  := PATH="$(DEV_PATH)" tools/skaffold-node.sh skaffold
+
+## dev-check: check docker, kind, kubectl, skaffold and helm for the dev loop on kind (names the versions needed; dev-node-check for the real node)
 dev-check:
 	@$(DEV_CHECK) docker=$(DOCKER_MIN) kind=$(KIND_MIN) kubectl=$(KUBECTL_MIN) skaffold=$(SKAFFOLD_MIN) helm=$(HELM_MIN)
 
@@ -69,3 +78,28 @@ test-kind: venv
 	@$(DEV_CHECK) kind=$(KIND_MIN) context=$(KIND_CONTEXT)
 	@mkdir -p .data && kind get kubeconfig --name '$(KIND_CLUSTER)' > .data/kind-kubeconfig && chmod 600 .data/kind-kubeconfig
 	FASTSHIP_KUBECONFIG=$(CURDIR)/.data/kind-kubeconfig $(BIN)/pytest -m "cluster and not kwok"
+
+## dev-node-check: check podman, kubectl, skaffold, helm and a running real node for the dev loop on it
+dev-node-check:
+	@$(NODE_CHECK)
+
+## dev-node: skaffold dev on the real node (root): build with podman, deploy, sync app/**/*.py; port-forwards in the node's network (make node-shell)
+dev-node: web-build
+	@$(NODE_CHECK)
+	$(SKAFFOLD_NODE) dev --port-forward
+
+## dev-node-run: skaffold run on the real node (the chart's defaults) and return; dev-node-delete removes it
+dev-node-run: web-build
+	@$(NODE_CHECK)
+	$(SKAFFOLD_NODE) run
+
+## dev-node-prod: skaffold run -p prod (HPA on, two replicas at least) on the real node
+dev-node-prod: web-build
+	@$(NODE_CHECK)
+	$(SKAFFOLD_NODE) run --profile prod
+
+## dev-node-delete: skaffold delete on the real node, and stop podman's API service (the node stays)
+dev-node-delete:
+	@$(NODE_CHECK)
+	$(SKAFFOLD_NODE) delete
+	@tools/skaffold-node.sh stop

@@ -2,9 +2,11 @@
 # Check the programs of the dev loop (mk/dev.mk, docs/dev-loop.md) before using them.
 #
 #   tools/dev-check.sh docker=20.10.0 kind=0.33.0 kubectl=1.30.0 skaffold=2.15.0 helm=3.2.0 context=kind-fastship
+#   tools/dev-check.sh podman=4.3.0 kubectl=1.30.0 skaffold=2.15.0 helm=3.2.0 realnode=up
 #
 # PROGRAM=MIN: PROGRAM must be on PATH and at least version MIN (docker: also a running
 # daemon). context=NAME: kubectl must know the context NAME (the kind cluster exists).
+# realnode=up: the local cluster's real node must be up (tools/realnode.sh status; root).
 # Prints one line per problem, naming what is needed, and exits 1 if there is any.
 set -uo pipefail
 
@@ -28,6 +30,7 @@ version_of() {
         kubectl) out=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -n1) ;;
         skaffold) out=$(skaffold version 2>/dev/null) ;;
         helm) out=$(helm version --template '{{.Version}}' 2>/dev/null) ;;
+        podman) out=$(podman version --format '{{.Client.Version}}' 2>/dev/null) ;;
         *) return 2 ;;
     esac
     plain_version "$out"
@@ -40,15 +43,16 @@ install_hint() {
         kubectl) echo "install: https://kubernetes.io/docs/tasks/tools/, or \`make tools\` builds one into .tools/bin" ;;
         skaffold) echo "install: https://skaffold.dev/docs/install/" ;;
         helm) echo "install: https://helm.sh/docs/intro/install/, or \`make tools\` builds one into .tools/bin" ;;
+        podman) echo "install: apt-get install podman runc (.ci/packages.txt)" ;;
     esac
 }
 
-known="docker kind kubectl skaffold helm"
+known="docker kind kubectl skaffold helm podman"
 
 for arg in "$@"; do
     name=${arg%%=*}
     want=${arg#*=}
-    if [[ $name == context ]]; then
+    if [[ $name == context || $name == realnode ]]; then
         continue
     fi
     if [[ -z $want || $name == "$arg" ]]; then
@@ -96,6 +100,19 @@ for arg in "$@"; do
     command -v kubectl >/dev/null 2>&1 || continue
     if ! kubectl config get-contexts -o name 2>/dev/null | grep -qx "$context"; then
         problem "kubectl has no context $context: create the cluster with \`make kind-up\`"
+    fi
+done
+
+for arg in "$@"; do
+    [[ ${arg%%=*} == realnode ]] || continue
+    if [[ ${arg#*=} != up ]]; then
+        echo "dev-check: bad argument '$arg' (expected realnode=up)" >&2
+        exit 2
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        problem "the real node needs root: run this as root (sudo make ...)"
+    elif ! "$(dirname "${BASH_SOURCE[0]}")/realnode.sh" status >/dev/null 2>&1; then
+        problem "no real node is up in ${FASTSHIP_NODE_WORKDIR:-the default workdir}: start one with \`sudo make node-up\`"
     fi
 done
 

@@ -31,8 +31,9 @@ from tests.image.conftest import (  # noqa: E402
     image,
     jwt_key,
 )
+from tests.web.conftest import web_dist  # noqa: E402 - the Dockerfile copies web/dist
 
-__all__ = ["base_image", "build_secret", "engine", "helm_bin", "image", "jwt_key"]
+__all__ = ["base_image", "build_secret", "engine", "helm_bin", "image", "jwt_key", "web_dist"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ SCHEMA_VERSION = "skaffold/v4beta13"
 SCHEMA_FILE = Path(__file__).parent / "data" / "skaffold-v4beta13.json"
 # The profiles skaffold.yaml must offer; None is skaffold without --profile.
 PROFILES: tuple[str | None, ...] = (None, "dev", "prod")
+# The real node's profiles: they turn on by themselves for its kube context, after the
+# profiles above that a command activates and before those named with -p.
+REALNODE_CONTEXT = "kwok-fastship"
+REALNODE_PROFILES = ("realnode", "realnode-dev")
 
 
 def load(path: Path = SKAFFOLD_YAML) -> dict[str, Any]:
@@ -67,8 +72,8 @@ def profile(config: dict[str, Any], name: str) -> dict[str, Any]:
     raise AssertionError(f"skaffold.yaml has no profile {name!r}")
 
 
-def effective(config: dict[str, Any], name: str | None) -> dict[str, Any]:
-    """The config with profile ``name`` applied.
+def effective(config: dict[str, Any], name: str | Sequence[str] | None) -> dict[str, Any]:
+    """The config with profile ``name`` applied (or several, in the order given).
 
     skaffold overlays a profile's pipeline fields first (merging structs field by field)
     and then applies its JSON patches, `replace` when no op is given. skaffold.yaml's
@@ -79,15 +84,17 @@ def effective(config: dict[str, Any], name: str | None) -> dict[str, Any]:
     result.pop("profiles", None)
     if name is None:
         return result
-    prof = profile(config, name)
-    fields = set(prof) - {"name", "activation", "requiresAllActivations", "patches"}
-    assert not fields, (
-        f"profile {name} sets {sorted(fields)}: the tests model profiles made of patches only"
-    )
-    patches = [{"op": "replace", **p} for p in prof.get("patches") or []]
-    patched = jsonpatch.apply_patch(result, patches)
-    assert isinstance(patched, dict)
-    return patched
+    for one in [name] if isinstance(name, str) else name:
+        prof = profile(config, one)
+        fields = set(prof) - {"name", "activation", "requiresAllActivations", "patches"}
+        assert not fields, (
+            f"profile {one} sets {sorted(fields)}: the tests model profiles made of patches only"
+        )
+        patches = [{"op": "replace", **p} for p in prof.get("patches") or []]
+        patched = jsonpatch.apply_patch(result, patches)
+        assert isinstance(patched, dict)
+        result = patched
+    return result
 
 
 def release(config: dict[str, Any]) -> dict[str, Any]:

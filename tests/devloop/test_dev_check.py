@@ -1,9 +1,10 @@
 """tools/dev-check.sh: the make targets of the dev loop stop early, naming what is needed.
 
-docker, kind and skaffold cannot run on the machines these tests run on (no container
-runtime, no downloads), so they are stand-ins here: tiny scripts that print what the
-real programs print for their version commands. kubectl and helm are the real ones
-from `make tools`.
+docker and kind cannot run on the machines these tests run on (no Docker engine, no
+downloads), so they, skaffold and podman are stand-ins here: tiny scripts that print
+what the real programs print for their version commands. kubectl and helm are the real
+ones from `make tools`. (skaffold and podman themselves run in
+tests/realnode/test_skaffold.py.)
 """
 
 from __future__ import annotations
@@ -151,9 +152,44 @@ def test_missing_kube_context_points_at_kind_up(tmp_path: Path) -> None:
     assert "no context kind-fastship: create the cluster with `make kind-up`" in proc.stderr
 
 
-@pytest.mark.parametrize("arg", ["helm", "helm=", "podman=4.0"])
+@pytest.mark.parametrize("arg", ["helm", "helm=", "buildah=1.0", "realnode=down"])
 def test_bad_arguments(tmp_path: Path, arg: str) -> None:
     (tmp_path / "bin").mkdir()
     proc = run(tmp_path / "bin", arg)
     assert proc.returncode == 2
     assert "dev-check:" in proc.stderr
+
+
+def test_podman_too_old_names_the_version_needed(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    stand_in(tmp_path / "bin", "podman", "echo 3.4.4")
+    proc = run(tmp_path / "bin", "podman=4.3.0")
+    assert proc.returncode == 1
+    assert "podman 3.4.4 is too old: version 4.3.0 or newer is needed" in proc.stderr
+    assert "apt-get install podman" in proc.stderr
+
+
+def test_podman_new_enough_passes(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    stand_in(tmp_path / "bin", "podman", "echo 4.3.1")
+    proc = run(tmp_path / "bin", "podman=4.3.0")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_realnode_down_points_at_node_up(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    proc = subprocess.run(
+        [str(DEV_CHECK), "realnode=up"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "FASTSHIP_NODE_WORKDIR": str(tmp_path)},
+        check=False,
+    )
+    assert proc.returncode == 1
+    if os.geteuid() == 0:
+        assert f"no real node is up in {tmp_path}: start one with `sudo make node-up`" in (
+            proc.stderr
+        )
+    else:
+        assert "the real node needs root" in proc.stderr

@@ -1,8 +1,8 @@
 """skaffold.yaml: valid for its schema version, and consistent with the image and chart.
 
-No skaffold binary can be built or fetched on the machines these tests run on, so the
-config is checked against skaffold's own published JSON schema for its apiVersion
-(tests/devloop/data, source in the README there), with each profile applied.
+The config is checked against skaffold's own published JSON schema for its apiVersion
+(tests/devloop/data, source in the README there), with each profile applied, without a
+cluster. skaffold itself runs it in tests/realnode/test_skaffold.py.
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ def test_schema_rejects_broken_configs(config: dict[str, Any], mutate: Any, expe
 
 def test_every_profile_is_offered_and_dev_is_the_dev_command(config: dict[str, Any]) -> None:
     names = [p["name"] for p in config["profiles"]]
-    assert sorted(names) == sorted(p for p in PROFILES if p)
+    assert names == [p for p in PROFILES if p] + list(skaffoldcfg.REALNODE_PROFILES), (
+        "the real node's profiles come last: skaffold applies auto-activated profiles in "
+        "the order of the file"
+    )
     dev = skaffoldcfg.profile(config, "dev")
     assert {"command": "dev"} in dev["activation"], "`skaffold dev` should pick the dev profile"
 
@@ -157,3 +160,46 @@ def test_port_forwards_bind_loopback_and_name_the_release_services(config: dict[
         assert forward["namespace"] == release(config)["namespace"]
     # that these Services exist with these ports is checked on the rendered chart
     # (test_render.py)
+
+
+REALNODE_RUNS = {
+    "run": ["realnode"],
+    "run -p prod": ["realnode", "prod"],
+    "dev": ["dev", "realnode", "realnode-dev"],
+    "dev -p prod": ["dev", "realnode", "realnode-dev", "prod"],
+}
+
+
+def test_realnode_profiles_turn_on_for_the_node_context_only(config: dict[str, Any]) -> None:
+    context = skaffoldcfg.REALNODE_CONTEXT
+    assert skaffoldcfg.profile(config, "realnode")["activation"] == [{"kubeContext": context}]
+    assert skaffoldcfg.profile(config, "realnode-dev")["activation"] == [
+        {"kubeContext": context, "command": "dev"}
+    ]
+    for name in PROFILES:
+        if name:
+            activation = skaffoldcfg.profile(config, name).get("activation") or []
+            assert all("kubeContext" not in a for a in activation), name
+
+
+@pytest.mark.parametrize("command", REALNODE_RUNS)
+def test_realnode_builds_with_podman_without_a_registry(
+    config: dict[str, Any], command: str
+) -> None:
+    profiles = REALNODE_RUNS[command]
+    eff = effective(config, profiles)
+    assert schema_errors(eff) == []
+    assert eff["build"]["local"] == {"push": False, "useBuildkit": False}
+    (artifact,) = eff["build"]["artifacts"]
+    assert set(artifact) == {"image", "context", "custom", "sync"}, "no Docker build, no hooks"
+    script = "k8s/skaffold/podman-build.sh"
+    expected = f"{script} --dev" if "dev" in profiles else script
+    assert artifact["custom"]["buildCommand"] == expected
+    assert (REPO_ROOT / script).stat().st_mode & 0o111, f"{script} must be executable"
+    assert artifact["sync"] == {"manual": [{"src": "app/**/*.py", "dest": "/opt/fastship"}]}
+    values = release(eff)["valuesFiles"]
+    assert values[-1 if "prod" not in profiles else -2] == "k8s/skaffold/values-realnode.yaml"
+    assert ("k8s/skaffold/values-dev.yaml" in values) == ("dev" in profiles)
+    assert ("k8s/skaffold/values-prod.yaml" in values) == ("prod" in profiles)
+    for values_file in values:
+        assert (REPO_ROOT / values_file).is_file(), values_file
