@@ -138,6 +138,15 @@ class PostgresServer:
 MIGRATED_TEMPLATE = "fastship_migrated"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the test Postgres server carries the ``postgres`` marker, so
+    that ``-m "not postgres"`` (``make test-fast``) runs without one. (A fixture that asks
+    for the server through ``request.getfixturevalue`` marks its parameter itself.)"""
+    for item in items:
+        if "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix="fastship-pg-"))
