@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.app.conftest import FAST_HASHING_ENV
-from tests.support.postgres import free_port
+from tests.support.waiting import free_port
 
 KEY = "server-test-signing-key-" + "k" * 32
 
