@@ -55,9 +55,9 @@ system-deps:
 test: system-deps venv tools lint web-build
 	$(BIN)/pytest
 
-## test-fast: the tests that need no cluster and no image build
+## test-fast: the tests that need no cluster, no image build, no Postgres server and no real node
 test-fast: venv
-	$(BIN)/pytest -m "not cluster and not image"
+	$(BIN)/pytest -m "not cluster and not image and not postgres and not realnode"
 
 ## bench: the service against a pure-ASGI ceiling app, side by side (needs wrk and Postgres)
 bench: venv

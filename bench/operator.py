@@ -47,6 +47,7 @@ from tests.support.kube import (
     _server_version,
     tools_bin,
 )
+from tests.support.waiting import free_port
 
 TARGET_MEDIAN = 1.0
 GROUP, VERSION = "fastship.dev", "v1alpha1"
@@ -155,14 +156,6 @@ def summary(name: str, samples: list[float]) -> dict[str, Any]:
         "min_s": round(ordered[0], 4),
         "max_s": round(ordered[-1], 4),
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_liveness(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

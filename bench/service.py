@@ -28,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.postgres import PostgresServer, free_port
+from tests.support.postgres import PostgresServer
+from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchmark-signing-key-" + "b" * 32

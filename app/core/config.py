@@ -28,6 +28,11 @@ DEVELOPMENT_SIGNING_KEY = "development-only-signing-key-change-me-before-product
 
 _SECRET: JsonDict = {"secret": True}
 
+# The least argon2id cost accepted outside FASTSHIP_ENVIRONMENT=test (OWASP's minimum:
+# 19 MiB and 2 iterations). Tests may go down to argon2's own minimum.
+PRODUCTION_HASH_MEMORY_KIB = 19456
+PRODUCTION_HASH_TIME_COST = 2
+
 
 class Environment(StrEnum):
     development = "development"
@@ -197,12 +202,15 @@ class Settings(BaseSettings):
         "logins down.",
     )
     password_hash_memory_kib: int = Field(
-        19456,
-        ge=19456,
+        PRODUCTION_HASH_MEMORY_KIB,
+        ge=8,
         description="argon2id memory cost in KiB (default: OWASP's recommended 19 MiB).",
     )
     password_hash_time_cost: int = Field(
-        2, ge=2, le=20, description="argon2id iterations (OWASP: 2 with 19 MiB)."
+        PRODUCTION_HASH_TIME_COST,
+        ge=1,
+        le=20,
+        description="argon2id iterations (OWASP: 2 with 19 MiB).",
     )
     password_hash_parallelism: int = Field(1, ge=1, le=16, description="argon2id lanes.")
 
@@ -260,7 +268,30 @@ class Settings(BaseSettings):
             )
         if self.database_url is not None and self.database_host is not None:
             raise ValueError("set either FASTSHIP_DATABASE_URL or FASTSHIP_DATABASE_HOST, not both")
+        self._check_hash_cost()
         return self
+
+    def _check_hash_cost(self) -> None:
+        lanes = self.password_hash_parallelism
+        if self.password_hash_memory_kib < 8 * lanes:
+            raise ValueError(
+                f"FASTSHIP_PASSWORD_HASH_MEMORY_KIB is {self.password_hash_memory_kib}; argon2id "
+                f"needs at least 8 KiB per lane, {8 * lanes} with "
+                f"FASTSHIP_PASSWORD_HASH_PARALLELISM={lanes}"
+            )
+        if self.environment is Environment.test:
+            return
+        for name, value, least in (
+            ("MEMORY_KIB", self.password_hash_memory_kib, PRODUCTION_HASH_MEMORY_KIB),
+            ("TIME_COST", self.password_hash_time_cost, PRODUCTION_HASH_TIME_COST),
+        ):
+            if value < least:
+                raise ValueError(
+                    f"FASTSHIP_PASSWORD_HASH_{name} is {value}, below the least argon2id cost "
+                    f"allowed with FASTSHIP_ENVIRONMENT={self.environment.value}: set it to "
+                    f"{least} or more (a lower cost is accepted only with "
+                    "FASTSHIP_ENVIRONMENT=test)"
+                )
 
     def check_can_serve(self) -> None:
         """Refuse to serve outside development with the built-in signing key. (Only the

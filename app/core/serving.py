@@ -22,11 +22,14 @@ import asyncio
 import contextlib
 import errno
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
+from uvicorn.server import HANDLED_SIGNALS
 
 try:
     import uvloop
@@ -226,10 +229,15 @@ class DrainingServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                captured = getattr(self, "_captured_signals", None)
-                if isinstance(captured, list):
-                    captured.clear()
+        # uvicorn's own version re-raises the signals it caught once the server has
+        # stopped; this one installs the same handler and restores the previous ones,
+        # without the re-raise.
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals can only be handled in the main thread
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from app.core.config import Settings, secret_field_names
 from app.core.schema import head_revision
+from app.core.security import PasswordHashing
 from tests.support.postgres import PostgresServer
 
 SIGNING_KEY = "cli-test-signing-key-" + "z" * 32
@@ -149,6 +150,37 @@ def test_serve_refuses_the_development_key_in_production() -> None:
     assert result.returncode == 2
     assert "FASTSHIP_JWT_SECRET_KEY" in result.stderr
     assert "development key" in result.stderr
+
+
+def test_a_cheap_password_hash_is_accepted_in_the_test_environment_only() -> None:
+    cheap = {"FASTSHIP_PASSWORD_HASH_MEMORY_KIB": "8", "FASTSHIP_PASSWORD_HASH_TIME_COST": "1"}
+    for environment in ("development", "production"):
+        refused = run("migrate", env={"FASTSHIP_ENVIRONMENT": environment, **cheap})
+        assert refused.returncode == 2
+        assert "FASTSHIP_PASSWORD_HASH_MEMORY_KIB is 8" in refused.stderr
+        assert f"FASTSHIP_ENVIRONMENT={environment}" in refused.stderr
+        assert "only with FASTSHIP_ENVIRONMENT=test" in refused.stderr
+    one_pass = run("migrate", env={"FASTSHIP_PASSWORD_HASH_TIME_COST": "1"})
+    assert one_pass.returncode == 2
+    assert "FASTSHIP_PASSWORD_HASH_TIME_COST is 1" in one_pass.stderr
+    below_argon2 = Settings.model_validate(
+        {"environment": "test", "password_hash_memory_kib": 8, "password_hash_time_cost": 1}
+    )
+    hashing = PasswordHashing(below_argon2)
+    try:
+        assert hashing.hash_sync("x").startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    finally:
+        hashing.close()
+    lanes = run(
+        "migrate",
+        env={
+            "FASTSHIP_ENVIRONMENT": "test",
+            "FASTSHIP_PASSWORD_HASH_MEMORY_KIB": "8",
+            "FASTSHIP_PASSWORD_HASH_PARALLELISM": "2",
+        },
+    )
+    assert lanes.returncode == 2
+    assert "at least 8 KiB per lane, 16 with FASTSHIP_PASSWORD_HASH_PARALLELISM=2" in lanes.stderr
 
 
 def test_create_admin_from_flags_and_env(pg_database: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.app.test_server import KEY, Server
-from tests.support.postgres import free_port
+from tests.support.waiting import free_port
 
 
 def test_metrics_on_their_own_port(tmp_path: Path) -> None:

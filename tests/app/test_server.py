@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.postgres import free_port
+from tests.app.conftest import FAST_HASHING_ENV
+from tests.support.waiting import free_port
 
 KEY = "server-test-signing-key-" + "k" * 32
 
@@ -60,7 +61,13 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 
     def start(**env: str) -> Server:
         server = Server(
-            {"FASTSHIP_ENVIRONMENT": "test", "FASTSHIP_JWT_SECRET_KEY": KEY, **env},
+            {
+                "FASTSHIP_ENVIRONMENT": "test",
+                "FASTSHIP_JWT_SECRET_KEY": KEY,
+                # the cheap argon2 cost is refused outside the test environment
+                **(FAST_HASHING_ENV if env.get("FASTSHIP_ENVIRONMENT", "test") == "test" else {}),
+                **env,
+            },
             tmp_path / f"server{len(servers)}.log",
         )
         servers.append(server)

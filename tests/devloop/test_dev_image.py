@@ -22,7 +22,8 @@ import pytest
 from tests.devloop.conftest import NUMBERS
 from tests.devloop.skaffoldcfg import REPO_ROOT, effective, load
 from tests.image.conftest import Image
-from tests.image.engine import Container, Engine, free_port, http_get, running
+from tests.image.engine import Container, Engine, http_get, running
+from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,23 +20,19 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from tests.support.waiting import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIGNING_KEY = "hardening-signing-key-" + "k" * 40
 PASSWORD = "correct horse battery"
 
-# Cheapest argon2id the settings allow, as in tests/app: keeps signups fast.
+# The cheapest argon2id production allows (OWASP's minimum), not the test-only cost of
+# tests/app: the contention tests load the service with logins as costly as deployed.
 FAST_HASHING_ENV = {
     "FASTSHIP_PASSWORD_HASH_MEMORY_KIB": "19456",
     "FASTSHIP_PASSWORD_HASH_TIME_COST": "2",
     "FASTSHIP_PASSWORD_HASH_PARALLELISM": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -94,7 +94,9 @@ def cases_run() -> Counter[str]:
     return CASES
 
 
-@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+@pytest.fixture(
+    scope="module", params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"]
+)
 def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Server]:
     work = Path(tmp_path_factory.mktemp("fuzz"))
     env: dict[str, str] = {}

@@ -14,12 +14,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.image.conftest import Image
-from tests.image.engine import Engine, free_port, http_get, running
+from tests.image.engine import Engine, http_get, running
 from tests.image.test_runtime import READ_ONLY
 from tests.operator.conftest import get, wait_applied
 from tests.operator.harness import OPERATOR_SA, bind_operator_role, install_crds
 from tests.operator.test_appconfig_cluster import appconfig, restricted_deployment
 from tests.support.kube import Kube
+from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 

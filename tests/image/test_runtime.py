@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.image.conftest import NUMBERS, Image
-from tests.image.engine import Engine, free_port, http_get, port_open, running
+from tests.image.engine import Engine, http_get, port_open, running
+from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.postgres, pytest.mark.slow]
 

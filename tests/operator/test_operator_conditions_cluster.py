@@ -21,7 +21,7 @@ from tests.operator.test_appconfig_cluster import (
 )
 from tests.operator.test_migration_cluster import IMAGE, migration, phase_is
 from tests.support.kube import Kube, wait_until
-from tests.support.postgres import free_port
+from tests.support.waiting import free_port
 
 INSTANCE = "app.kubernetes.io/instance"
 

@@ -29,13 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
+
+from tests.support.waiting import wait_until as wait_until  # the tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO_ROOT / "tools" / "cluster.sh"
@@ -73,31 +75,6 @@ class KubeCommandError(subprocess.CalledProcessError):
             f"`{cmd}` exited {self.returncode}\n"
             f"--- stdout ---\n{self.stdout or ''}\n--- stderr ---\n{self.stderr or ''}"
         )
-
-
-def wait_until(
-    condition: Callable[[], T | bool | None],
-    *,
-    timeout: float = 60.0,
-    interval: float = 1.0,
-    what: str = "condition",
-) -> T:
-    """Call ``condition`` until it returns something truthy, and return that.
-
-    Fails the test with ``what`` in the message after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        result = condition()
-        if result:
-            return result  # type: ignore[return-value]
-        last = result
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})"
-            )
-        time.sleep(interval)
 
 
 @dataclass

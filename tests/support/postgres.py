@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.waiting import free_port
 
 SUPERUSER = "postgres"
 
@@ -44,13 +44,6 @@ def _find_bindir() -> Path:
         "PostgreSQL server binaries not found: install Debian's `postgresql` package "
         "(apt-get install postgresql) or set FASTSHIP_PG_BINDIR to the directory of initdb"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresServer:
@@ -138,6 +131,15 @@ class PostgresServer:
 MIGRATED_TEMPLATE = "fastship_migrated"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the test Postgres server carries the ``postgres`` marker, so
+    that ``-m "not postgres"`` (``make test-fast``) runs without one. (A fixture that asks
+    for the server through ``request.getfixturevalue`` marks its parameter itself.)"""
+    for item in items:
+        if "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix="fastship-pg-"))
@@ -175,12 +177,3 @@ def pg_empty_database(pg_server: PostgresServer) -> str:
     if not pg_server.is_running():
         pg_server.start()
     return pg_server.url(pg_server.create_database())
-
-
-def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(interval)
-    return False

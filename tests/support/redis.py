@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import free_port
+from tests.support.waiting import free_port
 
 
 @pytest.fixture(scope="session")
