@@ -34,9 +34,9 @@ def test_install_runs_every_part_for_real(release: Release) -> None:
     (migration,) = release.get("migrations")["items"]
     conditions = {c["type"]: c for c in migration["status"]["conditions"]}
     assert conditions["Ready"]["status"] == "True", migration["status"]
-    jobs = release.get("jobs")["items"]
-    assert [j["status"].get("succeeded") for j in jobs] == [1]
-    job_pods = release.get("pods", "-l", f"job-name={jobs[0]['metadata']['name']}")["items"]
+    job = release.get("job", migration["status"]["jobName"])
+    assert job["status"].get("succeeded") == 1, job["status"]
+    job_pods = release.get("pods", "-l", f"job-name={job['metadata']['name']}")["items"]
     succeeded = [p for p in job_pods if p["status"]["phase"] == "Succeeded"]
     assert succeeded, [p["status"] for p in job_pods]
     terminated = succeeded[0]["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -46,10 +46,11 @@ def test_install_runs_every_part_for_real(release: Release) -> None:
     # The app pods passed their wait-for-schema init container and their readiness probes.
     # (Readiness is re-probed all the time: on a busy machine a probe can time out once.)
     pods = wait_until(
-        lambda: [p for p in release.app_pods() if ready(p)],
-        timeout=60, interval=1, what="the app pods to be ready",
+        lambda: (lambda ok: ok if len(ok) == 2 else None)(
+            [p for p in release.app_pods() if ready(p)]
+        ),
+        timeout=90, interval=1, what="both app pods to be ready",
     )  # fmt: skip
-    assert len(pods) == 2
     for pod in pods:
         (init,) = pod["status"]["initContainerStatuses"]
         assert init["state"]["terminated"]["exitCode"] == 0
