@@ -191,9 +191,11 @@ def test_code_change_reuses_the_dependency_layers(
     assert any("apt-get" in step and "tini" in step for step in cached), steps
     assert any("dpkg --install" in step for step in cached), steps
     assert "COPY app ./app" in rebuilt
-    # Same base, tini and dependency layers; only the code layer differs.
+    # Same base, tini and dependency layers; the code layer differs. (The web interface's
+    # layer, just before it, is the same files, but `make web-build` may have written them
+    # again in between when other tests ran it: its digest is not compared.)
     assert len(before) == len(after)
-    assert before[:-1] == after[:-1]
+    assert before[:-2] == after[:-2]
     assert before[-1] != after[-1]
     assert labels["org.opencontainers.image.revision"] == "changed"
 
