@@ -301,22 +301,30 @@ def openapi_title(release: Release) -> str:
 
 
 def test_appconfig_change_rolls_the_pods_and_shows_in_the_api(release: Release) -> None:
-    before = {p["metadata"]["name"] for p in release.app_pods()}
+    before = release.get("appconfig", FULLNAME).get("status", {}).get("configHash")
     release.kubectl(
         "patch", "appconfig", FULLNAME, "--type", "merge",
         "-p", json.dumps({"spec": {"settings": {"app_name": "shop on a real node"}}}),
     )  # fmt: skip
-    release.kubectl("rollout", "status", f"deployment/{FULLNAME}", "--timeout", "3m", timeout=200)
+
+    def applied() -> str | None:
+        status = release.get("appconfig", FULLNAME).get("status", {})
+        new = status.get("configHash")
+        return str(new) if new and new != before else None
+
+    config_hash = wait_until(applied, timeout=60, interval=1, what="the new config's hash")
 
     def rolled() -> bool:
+        # Every pod runs the new hash, is ready, and there are as many as the Deployment wants.
+        wanted = int(release.get("deployment", FULLNAME)["spec"]["replicas"])
         pods = release.app_pods()
-        return (
-            bool(pods)
-            and not before & {p["metadata"]["name"] for p in pods}
-            and all(ready(p) for p in pods)
+        return len(pods) == wanted and all(
+            ready(p)
+            and p["metadata"].get("annotations", {}).get("fastship.dev/config-hash") == config_hash
+            for p in pods
         )
 
-    wait_until(rolled, timeout=120, interval=2, what="the pods to be replaced")
+    wait_until(rolled, timeout=180, interval=2, what="the pods to run the new config")
     status = release.get("appconfig", FULLNAME).get("status")
     # Every pod behind the Service answers with the new name.
     titles = {openapi_title(release) for _ in range(6)}
