@@ -57,6 +57,13 @@ die() { log "$*"; exit 1; }
 
 in_ns() { nsenter --net="$NSPATH" "$@"; }
 kubectl() { in_ns "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+# control_plane up|down: tools/cluster.sh inside the namespace, with the node's
+# kwokctl additions and no fake nodes.
+control_plane() {
+  in_ns env FASTSHIP_KWOK_WORKDIR="$WORKDIR/kwok" FASTSHIP_CLUSTER_NAME="$CLUSTER" \
+    FASTSHIP_KWOK_EXTRA_CONFIG="$CONF/kwokctl.yaml" FASTSHIP_FAKE_NODES=0 TOOLS_BIN="$BIN" \
+    "$ROOT/tools/cluster.sh" "$1"
+}
 
 need() {
   [[ $(id -u) -eq 0 ]] || die "the real node needs root (network namespaces, mounts, cgroups)"
@@ -208,9 +215,7 @@ up() {
   images
   network
   log "control plane in network namespace $NETNS"
-  in_ns env FASTSHIP_KWOK_WORKDIR="$WORKDIR/kwok" FASTSHIP_CLUSTER_NAME="$CLUSTER" \
-    FASTSHIP_KWOK_EXTRA_CONFIG="$CONF/kwokctl.yaml" FASTSHIP_FAKE_NODES=0 TOOLS_BIN="$BIN" \
-    "$ROOT/tools/cluster.sh" up >"$WORKDIR/logs/control-plane.log" 2>&1 ||
+  control_plane up >"$WORKDIR/logs/control-plane.log" 2>&1 ||
     { cat "$WORKDIR/logs/control-plane.log" >&2; false; }
   API_PORT="$(sed -n 's#^[[:space:]]*server: https://[^:]*:\([0-9]*\).*#\1#p' "$KUBECONFIG_PATH" | head -n1)"
 
@@ -294,8 +299,7 @@ down() {
   # plane (stopped by kwokctl first) and containerd's shims.
   cgroups remove
   if [[ -e "$NSPATH" ]]; then
-    in_ns env FASTSHIP_KWOK_WORKDIR="$WORKDIR/kwok" FASTSHIP_CLUSTER_NAME="$CLUSTER" TOOLS_BIN="$BIN" \
-      "$ROOT/tools/cluster.sh" down >/dev/null 2>&1 || true
+    control_plane down >/dev/null 2>&1 || true
     local pids
     for _ in 1 2 3; do
       pids="$(ip netns pids "$NETNS" 2>/dev/null || true)"
