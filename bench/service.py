@@ -5,7 +5,8 @@ with 100 items seeded, and the pure-ASGI ceiling app (bench/ceiling.py) under th
 same uvicorn settings; `wrk -t2 -c50 -d15s` against each endpoint, one after the
 other, in the same run. Prints a Markdown table and writes it with the raw numbers
 to bench/results/. Options: --duration, --connections, --contention (only the rows of
-DB-backed requests alone and during a login burst).
+DB-backed requests alone and during a login burst), --loops ROUNDS (only the event
+loops compared, interleaved: see ``compare_loops``).
 """
 
 from __future__ import annotations
@@ -218,6 +219,184 @@ def start_ceiling(port: int, options: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
+# Event loops compared by --loops: uvicorn's --loop value for each.
+LOOPS = {
+    "custom listener": "app.core.serving:new_event_loop",
+    "stock uvloop": "uvloop",
+    "asyncio": "asyncio",
+}
+
+
+def start_uvicorn(
+    target: str, port: int, loop: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``target`` under uvicorn on ``loop``, with the options of UVICORN otherwise."""
+    factory = ["--factory"] if target.endswith("create_app") else []
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            *factory,
+            "--port",
+            str(port),
+            "--loop",
+            loop,
+            *UVICORN[2:],
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def seed(base: str) -> tuple[dict[str, str], list[str]]:
+    """A user with 100 items: its Authorization header and the items' ids."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        client.post(
+            "/api/v1/users/signup",
+            json={"email": "bench@example.com", "password": "benchmark password"},
+        ).raise_for_status()
+        token = client.post(
+            "/api/v1/auth/token",
+            data={"username": "bench@example.com", "password": "benchmark password"},
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        ids = [
+            client.post(
+                "/api/v1/items",
+                headers=auth,
+                json={
+                    "name": f"item {i}",
+                    "description": "a benchmark item with a short description",
+                    "price": f"{i}.99",
+                    "tags": ["bench", "load"],
+                },
+            ).json()["id"]
+            for i in range(100)
+        ]
+    return auth, ids
+
+
+def compare_loops(rounds: int, duration: int, connections: int) -> int:
+    """The ceiling's /items and fastship's list and get-one on each event loop of LOOPS,
+    interleaved: every round starts both apps afresh on each loop in turn (the order
+    rotates from round to round) and runs the three wrk runs against them."""
+    loads = [os.getloadavg()]
+    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
+    pg.init()
+    pg.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    results: list[tuple[int, str, Result]] = []
+    try:
+        db = pg.create_database("bench")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")},
+            "FASTSHIP_DATABASE_URL": pg.url(db),
+            "FASTSHIP_ENVIRONMENT": "production",
+            "FASTSHIP_JWT_SECRET_KEY": KEY,
+            "FASTSHIP_LOG_LEVEL": "WARNING",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate", "--termination-log", "/nonexistent/t"],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+        port, ceiling_port = free_port(), free_port()
+        base, ceil = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ceiling_port}"
+        server = start_uvicorn("app.main:create_app", port, "asyncio", env)
+        procs.append(server)
+        wait_http(base + "/readyz", server)
+        auth, ids = seed(base)
+        server.terminate()
+        server.wait(30)
+        get_auth = lua_request("GET", auth)
+        names = list(LOOPS)
+        for n in range(rounds):
+            for name in names[n % len(names) :] + names[: n % len(names)]:
+                ceiling = start_uvicorn("bench.ceiling:app", ceiling_port, LOOPS[name])
+                server = start_uvicorn("app.main:create_app", port, LOOPS[name], env)
+                procs += [ceiling, server]
+                wait_http(ceil + "/health", ceiling)
+                wait_http(base + "/readyz", server)
+                for run, url, script in [
+                    ("ceiling /items", ceil + "/items", None),
+                    ("list items (limit 100)", base + "/api/v1/items?limit=100", get_auth),
+                    ("get one item", f"{base}/api/v1/items/{ids[50]}", get_auth),
+                ]:
+                    r = wrk(
+                        run,
+                        url,
+                        threads=2,
+                        connections=connections,
+                        duration=duration,
+                        script=script,
+                    )
+                    results.append((n + 1, name, r))
+                    print(
+                        f"round {n + 1} {name}: {run}: {r.rps:,.0f} req/s, "
+                        f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, errors {r.errors}",
+                        flush=True,
+                    )
+                for proc in (ceiling, server):
+                    proc.terminate()
+                    proc.wait(30)
+            loads.append(os.getloadavg())
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+        pg.stop("immediate")
+        shutil.rmtree(pg.root, ignore_errors=True)
+
+    rows = [
+        "| run | loop | req/s (median) | p99 ms (median) | p99 ms (each round) "
+        "| req/s ratio to asyncio | errors |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    runs = list(dict.fromkeys(r.name for _, _, r in results))
+    for run in runs:
+        med = {}
+        for name in LOOPS:
+            mine = [r for _, loop, r in results if loop == name and r.name == run]
+            med[name] = statistics.median(r.rps for r in mine)
+        for name in LOOPS:
+            mine = [r for _, loop, r in results if loop == name and r.name == run]
+            rows.append(
+                f"| {run} | {name} | {med[name]:,.0f} | "
+                f"{statistics.median(r.p99_ms for r in mine):.1f} | "
+                + ", ".join(f"{r.p99_ms:.0f}" for r in mine)
+                + f" | {med[name] / med['asyncio']:.2f} | {sum(r.errors for r in mine)} |"
+            )
+    rows.append("")
+    rows.append(
+        "load average (1 min) at the start and after each round: "
+        + ", ".join(f"{load[0]:.1f}" for load in loads)
+    )
+    table = "\n".join(rows)
+    print(f"\n{rounds} rounds, wrk -t2 -c{connections} -d{duration}s, {os.cpu_count()} cores\n")
+    print(table)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out / f"loops-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "results": [{"round": n, "loop": loop, **asdict(r)} for n, loop, r in results],
+                "loadavg": loads,
+            },
+            indent=2,
+        )
+    )
+    (out / f"loops-{stamp}.md").write_text(table + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15)
@@ -227,12 +406,20 @@ def main() -> int:
         action="store_true",
         help="only the rows of DB-backed requests alone and during a login burst",
     )
+    parser.add_argument(
+        "--loops",
+        type=int,
+        metavar="ROUNDS",
+        help="only compare the event loops, interleaved, this many rounds",
+    )
     args = parser.parse_args()
     full = not args.contention
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     d, c = args.duration, args.connections
+    if args.loops:
+        return compare_loops(args.loops, d, c)
     results: list[Result] = []
     extra: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="fastship-bench-"))
