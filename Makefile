@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
+# glibc's mmap threshold for `run`, as the image sets it (Dockerfile; bench/README.md,
+# "Side by side: the allocator").
+MALLOC_MMAP_THRESHOLD := 1048576
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -30,7 +33,7 @@ venv: $(VENV)/.installed
 
 ## run: serve the web interface and the API on the embedded SQLite database at http://127.0.0.1:8000
 run: venv web-if-possible
-	@$(PY) -m app serve
+	@MALLOC_MMAP_THRESHOLD_=$(MALLOC_MMAP_THRESHOLD) $(PY) -m app serve
 
 ## admin: create an admin user (asks for email and password)
 admin: venv

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench.service import IMAGE_ENV
 from tests.hardening.server import PASSWORD, Server, sql
 from tests.support.postgres import PostgresServer
 
@@ -149,6 +150,7 @@ def run(duration: int, connections: int, settings: dict[str, str] | None = None)
             env={
                 "FASTSHIP_ACCESS_LOG": "false",
                 "FASTSHIP_LOG_LEVEL": "WARNING",
+                **IMAGE_ENV,
                 **(settings or {}),
             },
         ).start()

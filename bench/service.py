@@ -34,6 +34,8 @@ from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchmark-signing-key-" + "b" * 32
+# The allocator setting of the image (Dockerfile), so that the worker's RSS is the pod's.
+IMAGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
 # The ceiling runs on the event loop that `serve` uses: uvloop with the listener of
 # app/core/serving.py. The comparison rows run it on uvloop's own listener and on
 # asyncio's loop.
@@ -298,6 +300,7 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
             "FASTSHIP_ENVIRONMENT": "production",
             "FASTSHIP_JWT_SECRET_KEY": KEY,
             "FASTSHIP_LOG_LEVEL": "WARNING",
+            **IMAGE_ENV,
         }
         subprocess.run(
             [sys.executable, "-m", "app", "migrate", "--termination-log", "/nonexistent/t"],
@@ -435,6 +438,7 @@ def main() -> int:
             "FASTSHIP_ENVIRONMENT": "production",
             "FASTSHIP_JWT_SECRET_KEY": KEY,
             "FASTSHIP_LOG_LEVEL": "WARNING",
+            **IMAGE_ENV,
         }
         subprocess.run(
             [sys.executable, "-m", "app", "migrate", "--termination-log", str(work / "t")],

@@ -17,7 +17,6 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from app.core.config import Settings
-from app.core.memory import tune_allocator
 
 
 def _lower_priority(niceness: int) -> None:
@@ -37,7 +36,6 @@ class PasswordHashing:
     loop gets most of it."""
 
     def __init__(self, settings: Settings) -> None:
-        tune_allocator()  # argon2's large blocks go back to the system when freed
         self._hasher = PasswordHasher(
             time_cost=settings.password_hash_time_cost,
             memory_cost=settings.password_hash_memory_kib,

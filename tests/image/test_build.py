@@ -31,6 +31,7 @@ def test_image_config_is_the_contract(engine: Engine, image: Image) -> None:
     assert env["FASTSHIP_HOST"] == "0.0.0.0"  # noqa: S104 - in the container
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "1048576"  # argon2's blocks go back when freed
     assert env["FASTSHIP_BUILD_VERSION"] == image.version
     labels = config["Labels"]
     assert labels["org.opencontainers.image.version"] == image.version
