@@ -69,8 +69,8 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     /opt/venv/bin/python -m pip install --quiet --only-binary=:all: --no-compile \
         -c constraints.txt -r requirements.txt; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools; \
-    # Size: some wheels ship their native modules with debug symbols (uvloop alone
-    # 13 MB, 2 MB without). Python's extension modules (*.so) also lose their static
+    # Size: some wheels ship their native modules with debug symbols. Python's
+    # extension modules (*.so) also lose their static
     # symbol tables, as Debian strips its own libraries (0.8 MB; the dynamic symbols
     # stay); the libraries the wheels bundle (*.so.N) only lose debug symbols.
     find /opt/venv -name '*.so*' -type f | while read -r lib; do \

@@ -12,8 +12,10 @@ import gc
 import getpass
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -43,8 +45,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(serving=True)
     host = args.host or settings.host
     port = args.port or settings.port
-    from app.core.serving import DrainingServer, uvicorn_loop
-
     configure_logging(settings.log_level)
     if settings.environment is Environment.development:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -58,7 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "factory": True,
         "host": host,
         "port": port,
-        "loop": uvicorn_loop(settings.event_loop),
+        # asyncio's own loop: uvloop gave no clear gain (bench/README.md, "Side by side:
+        # the event loop").
+        "loop": "asyncio",
         "http": "auto",  # httptools when installed
         "ws": "none",  # no WebSocket routes: nothing to import for them
         "lifespan": "on",
@@ -91,9 +93,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # any garbage: without collector passes meanwhile, start-up is quicker. The
     # application's start-up turns the collector back on.
     gc.disable()
-    server = DrainingServer(uvicorn.Config("app.main:create_app", **options))
+    server = uvicorn.Server(uvicorn.Config("app.main:create_app", **options))
+    # While it serves, uvicorn handles SIGTERM and SIGINT by draining; once drained it
+    # puts back the handlers it found and raises the signal again. These handlers take
+    # it, so that a drained shutdown ends with exit 0 rather than "killed by SIGTERM".
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _drained)
     server.run()
     return 0 if server.started else 1
+
+
+def _drained(signum: int, frame: FrameType | None) -> None:
+    """The signal that stopped the server, raised again once it has drained."""
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

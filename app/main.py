@@ -25,7 +25,6 @@ from app.core.config import Environment, Settings, get_settings
 from app.core.db import Database
 from app.core.middleware import CompressWhenAccepted, RequestContextMiddleware, route_templates
 from app.core.security import PasswordHashing, Tokens
-from app.core.serving import loop_name
 from app.models import Role, User
 from app.services.audit import AuditLog
 from app.services.auth import LoginCounters
@@ -78,7 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra={
                 "version": __version__,
                 "database": "postgres" if settings.uses_postgres else "sqlite",
-                "event_loop": loop_name(asyncio.get_running_loop()),
             },
         )
         try:

@@ -18,6 +18,7 @@ variant is timed only when it writes the same contract. Options: --rounds, --rec
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -71,7 +72,7 @@ class PythonJsonLoggerFormatter(LibraryJsonFormatter):
 def structlog_formatter() -> logging.Formatter | None:
     """structlog writing the service's fields, or None when it is not installed."""
     try:
-        import structlog
+        structlog: Any = importlib.import_module("structlog")
     except ImportError:
         return None
 
@@ -107,11 +108,12 @@ def structlog_formatter() -> logging.Formatter | None:
         event.pop("color_message", None)
         return event
 
-    return structlog.stdlib.ProcessorFormatter(
+    formatter: logging.Formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[extra_fields],
         processors=[fields, structlog.processors.JSONRenderer(default=str, ensure_ascii=False)],
         pass_foreign_args=False,
     )
+    return formatter
 
 
 def records() -> dict[str, Callable[[], logging.LogRecord]]:

@@ -145,7 +145,7 @@ def main() -> int:
         mine = [r for r in rows if r[0] == variant]
         cells = []
         for i in (1, 2, 3):
-            values = [r[i] for r in mine]
+            values = [float(r[i]) for r in mine]
             each = ", ".join(f"{v:.0f}" for v in values)
             cells.append(f"{statistics.median(values):.1f} ({each})")
         print(f"| {variant} | " + " | ".join(cells) + " |")

@@ -1,6 +1,6 @@
 """`make bench`: fastship's HTTP throughput and latency, side by side with a ceiling.
 
-One uvicorn worker (uvloop, httptools) for fastship on a real PostgreSQL on loopback
+One uvicorn worker (asyncio, httptools) for fastship on a real PostgreSQL on loopback
 with 100 items seeded, and the pure-ASGI ceiling app (bench/ceiling.py) under the
 same uvicorn settings; `wrk -t2 -c50 -d15s` against each endpoint, one after the
 other, in the same run. Prints a Markdown table and writes it with the raw numbers
@@ -12,6 +12,7 @@ loops compared, interleaved: see ``compare_loops``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -36,20 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchmark-signing-key-" + "b" * 32
 # The allocator setting of the image (Dockerfile), so that the worker's RSS is the pod's.
 IMAGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
-# The ceiling runs on the event loop that `serve` uses: uvloop with the listener of
-# app/core/serving.py. The comparison rows run it on uvloop's own listener and on
-# asyncio's loop.
+# The ceiling runs on the event loop that `serve` uses: asyncio's.
 UVICORN = [
     "--loop",
-    "app.core.serving:new_event_loop",
+    "asyncio",
     "--http",
     "httptools",
     "--no-access-log",
     "--log-level",
     "warning",
 ]
-UVICORN_STOCK = ["--loop", "uvloop", *UVICORN[2:]]
-UVICORN_ASYNCIO = ["--loop", "asyncio", *UVICORN[2:]]
 
 
 @dataclass
@@ -221,12 +218,9 @@ def start_ceiling(port: int, options: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
-# Event loops compared by --loops: uvicorn's --loop value for each.
-LOOPS = {
-    "custom listener": "app.core.serving:new_event_loop",
-    "stock uvloop": "uvloop",
-    "asyncio": "asyncio",
-}
+# Event loops compared by --loops: uvicorn's --loop value for each. uvloop is not a
+# dependency: `pip install uvloop` into the venv to include it.
+LOOPS = {"asyncio": "asyncio", "uvloop": "uvloop"}
 
 
 def start_uvicorn(
@@ -286,6 +280,9 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
     """The ceiling's /items and fastship's list and get-one on each event loop of LOOPS,
     interleaved: every round starts both apps afresh on each loop in turn (the order
     rotates from round to round) and runs the three wrk runs against them."""
+    loops = {name: loop for name, loop in LOOPS.items() if importlib.util.find_spec(loop)}
+    if len(loops) < len(LOOPS):
+        print(f"not installed, left out: {', '.join(sorted(set(LOOPS) - set(loops)))}")
     loads = [os.getloadavg()]
     pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
     pg.init()
@@ -318,11 +315,11 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
         server.terminate()
         server.wait(30)
         get_auth = lua_request("GET", auth)
-        names = list(LOOPS)
+        names = list(loops)
         for n in range(rounds):
             for name in names[n % len(names) :] + names[: n % len(names)]:
-                ceiling = start_uvicorn("bench.ceiling:app", ceiling_port, LOOPS[name])
-                server = start_uvicorn("app.main:create_app", port, LOOPS[name], env)
+                ceiling = start_uvicorn("bench.ceiling:app", ceiling_port, loops[name])
+                server = start_uvicorn("app.main:create_app", port, loops[name], env)
                 procs += [ceiling, server]
                 wait_http(ceil + "/health", ceiling)
                 wait_http(base + "/readyz", server)
@@ -365,10 +362,10 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
     runs = list(dict.fromkeys(r.name for _, _, r in results))
     for run in runs:
         med = {}
-        for name in LOOPS:
+        for name in loops:
             mine = [r for _, loop, r in results if loop == name and r.name == run]
             med[name] = statistics.median(r.rps for r in mine)
-        for name in LOOPS:
+        for name in loops:
             mine = [r for _, loop, r in results if loop == name and r.name == run]
             rows.append(
                 f"| {run} | {name} | {med[name]:,.0f} | "
@@ -616,44 +613,6 @@ def main() -> int:
             replica_b.terminate()
             replica_b.wait(30)
 
-        if full:
-            # For comparison, not targets: the ceiling on uvloop's own listener, which
-            # accepts one connection per turn of the loop; then the same reads on
-            # asyncio's event loop, for the ceiling and for fastship (FASTSHIP_EVENT_LOOP).
-            ceiling.terminate()
-            ceiling.wait(30)
-            ceiling = start_ceiling(ceiling_port, UVICORN_STOCK)
-            procs.append(ceiling)
-            wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
-            results.append(
-                wrk(
-                    "uvloop's own listener: ceiling /items",
-                    ceil + "/items",
-                    threads=2,
-                    connections=c,
-                    duration=d,
-                )
-            )
-            ceiling.terminate()
-            ceiling.wait(30)
-            server.terminate()
-            server.wait(30)
-            ceiling = start_ceiling(ceiling_port, UVICORN_ASYNCIO)
-            procs.append(ceiling)
-            server = start_fastship({**env, "FASTSHIP_EVENT_LOOP": "asyncio"}, port, work / "a.log")
-            procs.append(server)
-            wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
-            wait_http(base + "/readyz", server)
-            for name, url, script in [
-                ("asyncio loop: ceiling /items", ceil + "/items", None),
-                (
-                    "asyncio loop: list items (limit 100)",
-                    base + "/api/v1/items?limit=100",
-                    get_auth,
-                ),
-                ("asyncio loop: get one item", f"{base}/api/v1/items/{ids[50]}", get_auth),
-            ]:
-                results.append(wrk(name, url, threads=2, connections=c, duration=d, script=script))
     finally:
         for proc in procs:
             proc.terminate()
@@ -671,7 +630,6 @@ def main() -> int:
         "get one item while login loaded": (None, None, 100.0),
         "create item during the login burst": ("create item alone", 0.5, 100.0),
         "read /users/me during the login burst": ("read /users/me alone", 0.5, 100.0),
-        "asyncio loop: list items (limit 100)": ("asyncio loop: ceiling /items", None, None),
     }
     rows = [
         "| run | req/s | p50 ms | p99 ms | errors | ratio to ceiling | target | verdict |",

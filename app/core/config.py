@@ -9,6 +9,7 @@ from Kubernetes Secrets, never from a ConfigMap or a custom resource.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +28,13 @@ ENV_PREFIX = "FASTSHIP_"
 DEVELOPMENT_SIGNING_KEY = "development-only-signing-key-change-me-before-production"
 
 _SECRET: JsonDict = {"secret": True}
+
+# Settings that no longer exist, with what to do instead. Set in the environment or in
+# an AppConfig, they are refused rather than ignored.
+REMOVED_SETTINGS = {
+    "event_loop": "is no longer a setting: `serve` runs on asyncio's event loop "
+    "(bench/README.md compares it with uvloop); remove the variable",
+}
 
 # The least argon2id cost accepted outside FASTSHIP_ENVIRONMENT=test (OWASP's minimum:
 # 19 MiB and 2 iterations). Tests may go down to argon2's own minimum.
@@ -65,6 +73,12 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    def __init__(self, **values: Any) -> None:
+        for name, advice in REMOVED_SETTINGS.items():
+            if any(key.upper() == env_name(name) for key in os.environ):
+                raise SettingsError(f"{env_name(name)}: {advice}")
+        super().__init__(**values)
+
     # --- runtime -------------------------------------------------------------------
     environment: Environment = Field(
         Environment.development,
@@ -85,12 +99,6 @@ class Settings(BaseSettings):
         description="Emit FastAPI's OpenTelemetry spans, metrics and logs to the globally "
         "configured OpenTelemetry providers. Off, requests skip the checks for them; "
         "Prometheus metrics at /metrics are served either way.",
-    )
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        "auto",
-        description="Event loop of `serve`; auto is uvloop when installed, with a "
-        "listener that accepts every waiting connection at once. asyncio's loop "
-        "gives about the same throughput and p99 (bench/README.md compares them).",
     )
     shutdown_timeout_seconds: float = Field(
         25.0,
@@ -369,7 +377,9 @@ def validate_overrides(settings: Mapping[str, str]) -> tuple[dict[str, str], lis
     secrets = secret_field_names()
     for raw_key, value in settings.items():
         name = raw_key.lower().removeprefix(ENV_PREFIX.lower())
-        if name not in Settings.model_fields:
+        if name in REMOVED_SETTINGS:
+            problems.append(OverrideProblem(raw_key, REMOVED_SETTINGS[name]))
+        elif name not in Settings.model_fields:
             problems.append(OverrideProblem(raw_key, "unknown setting"))
         elif name in secrets:
             problems.append(

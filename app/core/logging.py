@@ -22,7 +22,13 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+# Its own rather than python-json-logger's or structlog's: configured to write these
+# fields, they need as much code and take longer per line (bench/README.md, "Side by
+# side: the JSON log formatter").
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, msg, request_id, the record's
+    extra fields, and error (type, message, stack) when it carries an exception."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),

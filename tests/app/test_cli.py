@@ -145,6 +145,14 @@ def test_bad_arguments_and_settings_are_explained() -> None:
     assert "hunter2" not in short_key.stderr  # secrets are never echoed
 
 
+def test_a_removed_setting_is_refused_with_what_to_do() -> None:
+    for command in ("serve", "migrate"):
+        result = run(command, env={"FASTSHIP_EVENT_LOOP": "uvloop"})
+        assert result.returncode == 2
+        assert "FASTSHIP_EVENT_LOOP: is no longer a setting" in result.stderr
+        assert "remove the variable" in result.stderr
+
+
 def test_serve_refuses_the_development_key_in_production() -> None:
     result = run("serve", env={"FASTSHIP_ENVIRONMENT": "production"})
     assert result.returncode == 2

@@ -147,37 +147,3 @@ def test_embedded_sqlite_first_start_creates_an_admin(server_factory: Any, tmp_p
     assert token.status_code == 200
     assert password not in server.log_path.read_text()
     assert "admin-password.txt" in server.log_path.read_text()
-
-
-@pytest.mark.parametrize(("setting", "loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop")])
-def test_serve_runs_on_the_configured_event_loop(
-    server_factory: Any, pg_database: str, setting: str, loop: str
-) -> None:
-    import json
-
-    server = server_factory(FASTSHIP_DATABASE_URL=pg_database, FASTSHIP_EVENT_LOOP=setting)
-    assert httpx.get(server.base + "/healthz").status_code == 200
-    server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(30) == 0
-    started = [
-        json.loads(line)
-        for line in server.log_path.read_text().splitlines()
-        if line.startswith("{") and '"msg": "started"' in line
-    ]
-    assert len(started) == 1, server.log_path.read_text()
-    assert started[0]["event_loop"] == loop
-    assert started[0]["database"] == "postgres"
-
-
-def test_an_unknown_event_loop_is_refused_with_the_choices(pg_database: str) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        env={**clean, "FASTSHIP_DATABASE_URL": pg_database, "FASTSHIP_EVENT_LOOP": "trio"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "FASTSHIP_EVENT_LOOP" in result.stderr
-    assert "'auto', 'uvloop' or 'asyncio'" in result.stderr

@@ -104,10 +104,11 @@ def test_final_stage_has_the_runtime_and_nothing_of_the_build(engine: Engine, im
     assert found["apt_lists"] == 0
     # Byte-compiled at build time: the root filesystem is read-only at run time.
     assert found["sources_without_pyc"] == []
-    # The server's speedups are there; no Kubernetes client library (the operator talks
-    # to the API server through kopf's aiohttp), nor what only tests or `--reload` use.
+    # The server's HTTP parser is there, not uvloop (serve runs on asyncio's loop); no
+    # Kubernetes client library (the operator talks to the API server through kopf's
+    # aiohttp), nor what only tests or `--reload` use.
     assert found["modules"] == {
-        "uvloop": True,
+        "uvloop": False,
         "httptools": True,
         "yaml": True,
         "kubernetes": False,

@@ -47,6 +47,15 @@ def test_every_problem_is_listed() -> None:
     assert len(v.problems) == 4
 
 
+def test_a_removed_setting_says_what_to_do() -> None:
+    v = ac.validate({"settings": {"event_loop": "uvloop"}})
+    assert not v.valid
+    assert v.problems == [
+        "event_loop: is no longer a setting: `serve` runs on asyncio's event loop "
+        "(bench/README.md compares it with uvloop); remove the variable"
+    ]
+
+
 def test_settings_must_be_a_map() -> None:
     v = ac.validate({"settings": ["log_level=DEBUG"]})
     assert v.problems == ["spec.settings: must be a map of strings"]
