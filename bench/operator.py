@@ -449,9 +449,7 @@ def run(changes: int, variants: list[str], rounds: int, burst: int) -> int:
             medians = {k: statistics.median(b["delta"][k] for b in bursts[variant]) for k in keys}
             print(
                 f"{variant}: burst of {burst} changes of each, median of {len(bursts[variant])}: "
-                + ", ".join(
-                    f"{k.removeprefix('fastship_operator_')}}} {v:g}" for k, v in medians.items()
-                )
+                + ", ".join(f"{k} {v:g}" for k, v in medians.items())
                 + f"; final status right in {sum(b['final status right'] for b in bursts[variant])}"
                 f"/{len(bursts[variant])}"
             )
