@@ -9,6 +9,11 @@ ServiceAccount bound to exactly the chart's Role; changes are made and observed 
 official client (patch, then a watch). Uses FASTSHIP_KUBECONFIG when set, else starts a
 kwok cluster like the tests do (needs `make tools`).
 
+With ``--compare`` a second operator runs beside it in a namespace of its own: the same
+reconciles run by kopf's event handlers directly (``bench/operator_kopf.py``); the two
+take turns for ``--rounds``. ``--burst N`` adds, each turn, N changes of each resource
+back to back and counts from the operators' /metrics what they did about them.
+
     python -m bench.operator [--changes 20] [--compare --rounds 4 --burst 10]
 """
 
