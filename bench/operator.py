@@ -9,7 +9,12 @@ ServiceAccount bound to exactly the chart's Role; changes are made and observed 
 official client (patch, then a watch). Uses FASTSHIP_KUBECONFIG when set, else starts a
 kwok cluster like the tests do (needs `make tools`).
 
-    python -m bench.operator [--changes 20]
+With ``--compare`` a second operator runs beside it in a namespace of its own: the same
+reconciles run by kopf's event handlers directly (``bench/operator_kopf.py``); the two
+take turns for ``--rounds``. ``--burst N`` adds, each turn, N changes of each resource
+back to back and counts from the operators' /metrics what they did about them.
+
+    python -m bench.operator [--changes 20] [--compare --rounds 4 --burst 10]
 """
 
 from __future__ import annotations
@@ -170,184 +175,311 @@ def wait_liveness(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
     raise TimeoutError(f"no liveness answer from {url}")
 
 
-def run(changes: int) -> int:
+# The operator as shipped (its work queue), and the same reconciles run by kopf's event
+# handlers directly (bench/operator_kopf.py).
+VARIANTS = {
+    "work queue": ["-m", "fastship_operator"],
+    "kopf handlers": ["-m", "bench.operator_kopf"],
+}
+
+
+def counters(url: str) -> dict[str, float]:
+    """The operator's counters from /metrics, by sample name with labels."""
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("fastship_operator_") and "_total" in line:
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def count(values: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in values.items() if k.startswith(prefix))
+
+
+class Operator:
+    """One operator process in a namespace of its own, and the watches that time it."""
+
+    def __init__(self, kube: Kube, variant: str, tmp: Path) -> None:
+        self.kube, self.variant = kube, variant
+        self.ns = kube.create_namespace(f"bench-operator-{len(variant)}-{os.getpid()}")
+        kubeconfig = service_account_kubeconfig(kube, self.ns, tmp / f"{self.ns}.kubeconfig")
+        kube.apply(deployment(), namespace=self.ns)
+        port = free_port()
+        self.liveness = f"http://127.0.0.1:{port}/healthz"
+        metrics_port = free_port()
+        self.metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(kubeconfig),
+            FASTSHIP_OPERATOR_LOG_LEVEL="INFO",
+            # The Deployment runs pause, not the Migrations' image.
+            FASTSHIP_OPERATOR_ALLOWED_IMAGES="registry.example/*",
+            FASTSHIP_OPERATOR_METRICS=f"127.0.0.1:{metrics_port}",
+        )
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        self.log_path = tmp / f"{self.ns}.log"
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                *VARIANTS[variant],
+                "--namespace",
+                self.ns,
+                "--liveness",
+                self.liveness,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.api = k8s_config.new_client_from_config(config_file=str(kube.kubeconfig))
+        self.custom = k8s.CustomObjectsApi(self.api)
+        self.jobs, self.hashes = Seen(), Seen()
+        self.next = 0
+
+    def start(self) -> None:
+        t0 = time.perf_counter()
+        wait_liveness(self.liveness, self.proc)
+        print(f"{self.variant}: live in {time.perf_counter() - t0:.2f}s", flush=True)
+        for target, seen in ((watch_jobs, self.jobs), (watch_deployments, self.hashes)):
+            threading.Thread(target=target, args=(self.api, self.ns, seen), daemon=True).start()
+        # Warm-up: the first objects (creation, informer start) are not measured.
+        for plural, kind, spec in (
+            ("migrations", "Migration", migration_spec("warmup")),
+            ("appconfigs", "AppConfig", appconfig_spec(29)),
+        ):
+            self.custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.ns,
+                plural,
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": kind,
+                    "metadata": {"name": "app"},
+                    "spec": spec,
+                },
+            )
+        self.jobs.wait(expected_job("warmup"), timeout=60)
+        self.hashes.wait(expected_hash(29), timeout=60)
+
+    def stop(self) -> list[str]:
+        self.jobs.stop.set()
+        self.hashes.stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        self.kube.delete_namespace(self.ns)
+        return [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if '"level": "error"' in line
+        ]
+
+    def patch(self, plural: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.ns,
+            plural,
+            "app",
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+
+    def changes(self, n: int) -> tuple[list[float], list[float]]:
+        """``n`` changes of each resource, one at a time: seconds to the Job / annotation."""
+        to_job: list[float] = []
+        to_annotation: list[float] = []
+        for _ in range(n):
+            self.next += 1
+            tag = f"bench-{self.next}"
+            start = time.perf_counter()
+            self.patch("migrations", {"image": migration_spec(tag)["image"]})
+            to_job.append(self.jobs.wait(expected_job(tag)) - start)
+            minutes = 30 + self.next
+            start = time.perf_counter()
+            self.patch("appconfigs", {"settings": appconfig_spec(minutes)["settings"]})
+            to_annotation.append(self.hashes.wait(expected_hash(minutes)) - start)
+            time.sleep(0.2)  # let the rollout's own Deployment updates pass between samples
+        return to_job, to_annotation
+
+    def quiet(self, seconds: float = 1.5, timeout: float = 60) -> dict[str, float]:
+        """The counters once they have not moved for ``seconds`` (the burst is worked off)."""
+        deadline = time.monotonic() + timeout
+        last = counters(self.metrics)
+        while time.monotonic() < deadline:
+            time.sleep(seconds)
+            now = counters(self.metrics)
+            if now == last:
+                return now
+            last = now
+        raise TimeoutError(f"{self.variant}: still reconciling after {timeout:.0f}s")
+
+    def status(self, plural: str) -> dict[str, Any]:
+        obj: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, plural, "app")
+        return {"generation": obj["metadata"]["generation"], **(obj.get("status") or {})}
+
+    def burst(self, n: int) -> dict[str, Any]:
+        """``n`` changes of each resource back to back; what the operator did about them."""
+        before = self.quiet()
+        tags = []
+        for _ in range(n):
+            self.next += 1
+            tags.append(f"bench-{self.next}")
+            self.patch("migrations", {"image": migration_spec(tags[-1])["image"]})
+        self.jobs.wait(expected_job(tags[-1]))
+        minutes = []
+        for _ in range(n):
+            self.next += 1
+            minutes.append(30 + self.next)
+            self.patch("appconfigs", {"settings": appconfig_spec(minutes[-1])["settings"]})
+        self.hashes.wait(expected_hash(minutes[-1]))
+        after = self.quiet()
+        migration, appconfig = self.status("migrations"), self.status("appconfigs")
+        right = (
+            migration.get("jobName") == expected_job(tags[-1])
+            and migration.get("observedGeneration") == migration["generation"]
+            and appconfig.get("configHash") == expected_hash(minutes[-1])
+            and appconfig.get("observedGeneration") == appconfig["generation"]
+        )
+        delta = {label: count(after, key) - count(before, key) for label, key in BURST_COUNTERS}
+        return {"delta": delta, "final status right": right}
+
+
+# What a burst costs, from the operator's counters (a label prefix of each sample).
+BURST_COUNTERS = (
+    ("Migration reconciles", 'fastship_operator_reconciles_total{kind="migration"'),
+    ("AppConfig reconciles", 'fastship_operator_reconciles_total{kind="appconfig"'),
+    ("failed Migration runs", 'fastship_operator_reconciles_total{kind="migration",result="error"'),
+    ("failed AppConfig runs", 'fastship_operator_reconciles_total{kind="appconfig",result="error"'),
+    ("Jobs created", "fastship_operator_jobs_created_total"),
+    ("rollouts", "fastship_operator_config_rollouts_total"),
+    (
+        "overlapping Migration runs",
+        'fastship_operator_overlapping_reconciles_total{kind="migration"',
+    ),
+    (
+        "overlapping AppConfig runs",
+        'fastship_operator_overlapping_reconciles_total{kind="appconfig"',
+    ),
+)
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "app"}},
+            "template": {
+                "metadata": {"labels": {"app": "app"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "registry.k8s.io/pause:3.10",
+                            # The AppConfig's ConfigMap: the operator refuses settings that
+                            # no container loads.
+                            "envFrom": [{"configMapRef": {"name": "app-config"}}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def expected_job(tag: str) -> str:
+    return mg.job_name("app", mg.spec_hash(mg.parse_spec(migration_spec(tag))))
+
+
+def expected_hash(minutes: int) -> str:
+    return ac.config_hash(ac.validate(appconfig_spec(minutes)).data)
+
+
+def run(changes: int, variants: list[str], rounds: int, burst: int) -> int:
+    samples: dict[str, dict[str, list[float]]] = {
+        v: {"to_job": [], "to_annotation": []} for v in variants
+    }
+    bursts: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    errors: dict[str, list[str]] = {}
     with cluster() as kube, tempfile.TemporaryDirectory() as tmp:
         install_crds(kube)
-        ns = kube.create_namespace(f"bench-operator-{os.getpid()}")
+        operators: list[Operator] = []
         try:
-            kubeconfig = service_account_kubeconfig(kube, ns, Path(tmp) / "operator.kubeconfig")
-            kube.apply(
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "app"},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {"app": "app"}},
-                        "template": {
-                            "metadata": {"labels": {"app": "app"}},
-                            "spec": {
-                                "containers": [
-                                    {
-                                        "name": "app",
-                                        "image": "registry.k8s.io/pause:3.10",
-                                        # The AppConfig's ConfigMap: the operator refuses
-                                        # settings that no container loads.
-                                        "envFrom": [{"configMapRef": {"name": "app-config"}}],
-                                    }
-                                ]
-                            },
-                        },
-                    },
-                },
-                namespace=ns,
-            )
-            port = free_port()
-            liveness = f"http://127.0.0.1:{port}/healthz"
-            env = dict(
-                os.environ,
-                KUBECONFIG=str(kubeconfig),
-                FASTSHIP_OPERATOR_LOG_LEVEL="INFO",
-                # The Deployment runs pause, not the Migrations' image.
-                FASTSHIP_OPERATOR_ALLOWED_IMAGES="registry.example/*",
-                FASTSHIP_OPERATOR_METRICS=f"127.0.0.1:{free_port()}",
-            )
-            env.pop("KUBERNETES_SERVICE_HOST", None)
-            log_path = Path(tmp) / "operator.log"
-            with log_path.open("wb") as log:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "fastship_operator",
-                        "--namespace",
-                        ns,
-                        "--liveness",
-                        liveness,
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                try:
-                    t0 = time.perf_counter()
-                    wait_liveness(liveness, proc)
-                    print(f"operator live in {time.perf_counter() - t0:.2f}s", flush=True)
-                    results = measure(kube, ns, changes)
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-            errors = [
-                line
-                for line in log_path.read_text(errors="replace").splitlines()
-                if '"level": "error"' in line
-            ]
+            for variant in variants:
+                operators.append(Operator(kube, variant, Path(tmp)))
+            for operator in operators:
+                operator.start()
+            per_round = max(1, changes // rounds)
+            for r in range(rounds):
+                turn = operators[r % len(operators) :] + operators[: r % len(operators)]
+                for operator in turn:
+                    to_job, to_annotation = operator.changes(per_round)
+                    samples[operator.variant]["to_job"] += to_job
+                    samples[operator.variant]["to_annotation"] += to_annotation
+                    if burst:
+                        bursts[operator.variant].append(operator.burst(burst))
+                print(f"round {r + 1}/{rounds}, load average {os.getloadavg()[0]:.1f}", flush=True)
         finally:
-            kube.delete_namespace(ns)
-    for line in errors[:5]:
-        print("operator error:", line)
-    print(json.dumps(results, indent=2))
-    for r in results:
-        verdict = "met" if r["median_s"] < TARGET_MEDIAN else "MISSED"
-        print(
-            f"{r['what']}: median {r['median_s'] * 1000:.0f} ms, p95 {r['p95_s'] * 1000:.0f} ms "
-            f"over {r['n']} changes (target median < {TARGET_MEDIAN:.0f} s: {verdict})"
-        )
+            for operator in operators:
+                errors[operator.variant] = operator.stop()
+    for variant in variants:
+        for line in errors.get(variant, [])[:5]:
+            print(f"{variant}: operator error:", line)
+        results = [
+            summary("Migration change -> Job created", samples[variant]["to_job"]),
+            summary("AppConfig change -> Deployment annotated", samples[variant]["to_annotation"]),
+        ]
+        print(json.dumps({"variant": variant, "results": results, "bursts": bursts[variant]}))
+        for result in results:
+            verdict = "met" if result["median_s"] < TARGET_MEDIAN else "MISSED"
+            print(
+                f"{variant}: {result['what']}: median {result['median_s'] * 1000:.0f} ms, "
+                f"p95 {result['p95_s'] * 1000:.0f} ms over {result['n']} changes "
+                f"(target median < {TARGET_MEDIAN:.0f} s: {verdict})"
+            )
+        if bursts[variant]:
+            keys = bursts[variant][0]["delta"]
+            medians = {k: statistics.median(b["delta"][k] for b in bursts[variant]) for k in keys}
+            print(
+                f"{variant}: burst of {burst} changes of each, median of {len(bursts[variant])}: "
+                + ", ".join(f"{k} {v:g}" for k, v in medians.items())
+                + f"; final status right in {sum(b['final status right'] for b in bursts[variant])}"
+                f"/{len(bursts[variant])}"
+            )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
-
-
-def measure(kube: Kube, ns: str, changes: int) -> list[dict[str, Any]]:
-    api = k8s_config.new_client_from_config(config_file=str(kube.kubeconfig))
-    custom = k8s.CustomObjectsApi(api)
-    jobs, hashes = Seen(), Seen()
-    threads = [
-        threading.Thread(target=watch_jobs, args=(api, ns, jobs), daemon=True),
-        threading.Thread(target=watch_deployments, args=(api, ns, hashes), daemon=True),
-    ]
-    for t in threads:
-        t.start()
-
-    def expected_job(tag: str) -> str:
-        return mg.job_name("app", mg.spec_hash(mg.parse_spec(migration_spec(tag))))
-
-    def expected_hash(minutes: int) -> str:
-        return ac.config_hash(ac.validate(appconfig_spec(minutes)).data)
-
-    # Warm-up: the first objects (creation, informer start) are not measured.
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        ns,
-        "migrations",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Migration",
-            "metadata": {"name": "app"},
-            "spec": migration_spec("warmup"),
-        },
-    )
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        ns,
-        "appconfigs",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AppConfig",
-            "metadata": {"name": "app"},
-            "spec": appconfig_spec(29),
-        },
-    )
-    jobs.wait(expected_job("warmup"), timeout=60)
-    hashes.wait(expected_hash(29), timeout=60)
-
-    to_job: list[float] = []
-    to_annotation: list[float] = []
-    for i in range(changes):
-        tag = f"bench-{i}"
-        start = time.perf_counter()
-        custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            "migrations",
-            "app",
-            {"spec": {"image": migration_spec(tag)["image"]}},
-            _content_type="application/merge-patch+json",
-        )
-        to_job.append(jobs.wait(expected_job(tag)) - start)
-
-        minutes = 30 + i
-        start = time.perf_counter()
-        custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            "appconfigs",
-            "app",
-            {"spec": {"settings": appconfig_spec(minutes)["settings"]}},
-            _content_type="application/merge-patch+json",
-        )
-        to_annotation.append(hashes.wait(expected_hash(minutes)) - start)
-        time.sleep(0.2)  # let the rollout's own Deployment updates pass between samples
-    jobs.stop.set()
-    hashes.stop.set()
-    return [
-        summary("Migration change -> Job created", to_job),
-        summary("AppConfig change -> Deployment annotated", to_annotation),
-    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.operator", description=__doc__)
     parser.add_argument("--changes", type=int, default=20, help="changes per resource")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the reconciles from kopf's own handlers (bench/operator_kopf.py), "
+        "taking turns with the operator's work queue",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="turns of each variant")
+    parser.add_argument(
+        "--burst", type=int, default=0, help="also N changes back to back, each turn"
+    )
     args = parser.parse_args()
-    if args.changes < 1:
-        parser.error("--changes must be at least 1")
-    return run(args.changes)
+    if not 1 <= args.changes <= 500 or not 1 <= args.rounds <= 50 or not 0 <= args.burst <= 100:
+        parser.error("--changes 1..500, --rounds 1..50, --burst 0..100")
+    variants = list(VARIANTS) if args.compare else ["work queue"]
+    return run(args.changes, variants, args.rounds, args.burst)
 
 
 if __name__ == "__main__":

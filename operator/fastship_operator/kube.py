@@ -5,6 +5,8 @@ Objects go in and come out as plain dicts, exactly as the API server serves them
 pure builders in this package produce and consume the same shape.
 """
 
+# Kept rather than lightkube or kr8s: numbers in bench/README.md ("the operator's client").
+
 from __future__ import annotations
 
 import asyncio

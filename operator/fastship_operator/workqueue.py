@@ -6,6 +6,8 @@ is retried with exponential backoff, and a run may ask to be repeated after a de
 poll something that sends no events).
 """
 
+# Kept beside kopf's own handlers: numbers in bench/README.md ("the operator's work queue").
+
 from __future__ import annotations
 
 import asyncio
