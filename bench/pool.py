@@ -9,8 +9,9 @@ giving it back. The pools take turns, round after round (A B C A B C …), for a
 number of requests each, and the table gives the median of each figure over the
 rounds. Writes the raw numbers to bench/results/pool.json.
 
-Pools: ``sqlalchemy`` (SQLAlchemy's asyncio pool as it ships), ``semaphore``
-(the same pool behind an ``asyncio.Semaphore`` of its size: waiters in line),
+Pools: ``sqlalchemy`` (SQLAlchemy's asyncio pool as it ships), ``service``
+(``Database.connection()``: the same pool behind an ``asyncio.Semaphore`` of its
+size, which serves waiters in line),
 ``psycopg_pool`` (psycopg's ``AsyncConnectionPool`` under SQLAlchemy's ``NullPool``),
 ``handoff`` (``app.core.pool.FairQueuePool``, when that module has it).
 Options: --rounds, --requests, --clients, --pools.
@@ -28,9 +29,8 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -81,30 +81,39 @@ class Stock(Variant):
         )
 
 
-class Semaphore(Stock):
-    name = "semaphore"
+class Service(Variant):
+    """``Database.connection()`` of app/core/db.py, as the service uses it."""
+
+    name = "service"
 
     async def open(self) -> None:
-        await super().open()
-        self.line = asyncio.Semaphore(POOL_SIZE + MAX_OVERFLOW)
+        from app.core.config import Settings
+        from app.core.db import Database
 
-    @contextlib.asynccontextmanager
-    async def _connect(self) -> AsyncIterator[AsyncConnection]:
-        async with self.line, self.engine.connect() as conn:
-            yield conn
+        self.db = Database(
+            Settings(
+                database_url=self.url,
+                db_pool_size=POOL_SIZE,
+                db_max_overflow=MAX_OVERFLOW,
+                db_pool_timeout_seconds=TIMEOUT,
+            )
+        )
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        return self._connect()
+        return self.db.connection()
+
+    async def close(self) -> None:
+        await self.db.dispose()
 
 
 class PsycopgPool(Variant):
     name = "psycopg_pool"
 
     async def open(self) -> None:
-        from psycopg_pool import AsyncConnectionPool
-
+        # Not a dependency of the service: measured when installed.
+        psycopg_pool = importlib.import_module("psycopg_pool")
         conninfo = self.url.replace("postgresql+psycopg://", "postgresql://")
-        self.pool = AsyncConnectionPool(
+        self.pool = psycopg_pool.AsyncConnectionPool(
             conninfo,
             min_size=POOL_SIZE,
             max_size=POOL_SIZE + MAX_OVERFLOW,
@@ -140,7 +149,7 @@ class Handoff(Variant):
 
 
 VARIANTS: dict[str, Callable[[str], Variant]] = {
-    v.name: v for v in (Stock, Semaphore, PsycopgPool, Handoff)
+    v.name: v for v in (Stock, Service, PsycopgPool, Handoff)
 }
 
 
