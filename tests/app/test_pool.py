@@ -193,9 +193,7 @@ def test_the_embedded_sqlite_file_serves_concurrent_requests(tmp_path: Path) -> 
     async def scenario() -> list[int]:
         db = Database(Settings(database_url=f"sqlite:///{tmp_path / 'pool.db'}"))
         try:
-            return await asyncio.wait_for(
-                asyncio.gather(*(_select_one(db) for _ in range(40))), 30
-            )
+            return await asyncio.wait_for(asyncio.gather(*(_select_one(db) for _ in range(40))), 30)
         finally:
             await db.dispose()
 
