@@ -11,9 +11,12 @@ rounds. Writes the raw numbers to bench/results/pool.json.
 
 Pools: ``sqlalchemy`` (SQLAlchemy's asyncio pool as it ships), ``service``
 (``Database.connection()``: the same pool behind an ``asyncio.Semaphore`` of its
-size, which serves waiters in line),
-``psycopg_pool`` (psycopg's ``AsyncConnectionPool`` under SQLAlchemy's ``NullPool``),
-``handoff`` (``app.core.pool.FairQueuePool``, when that module has it).
+size, which serves waiters in line), ``service-15+0`` (the same line over a pool of
+15 connections without overflow), ``psycopg_pool`` (psycopg's ``AsyncConnectionPool``
+under SQLAlchemy's ``NullPool``, as SQLAlchemy's psycopg dialect documents it; not a
+dependency of the service, measured when installed). Besides latency: the share of
+requests that a later request overtook, the process's CPU time per request, and the
+database connections opened in the round (15 would do).
 Options: --rounds, --requests, --clients, --pools.
 """
 
@@ -32,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -57,10 +60,21 @@ class Variant:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.opened = 0  # database connections opened
 
     async def open(self) -> None:
         self.base = self.make_engine()
         self.engine = self.base.execution_options(isolation_level="AUTOCOMMIT")
+        self.count_connections(self.base)
+
+    def count_connections(self, engine: AsyncEngine) -> None:
+        def opened(*_: object) -> None:
+            self.opened += 1
+
+        event.listen(engine.sync_engine.pool, "connect", opened)
+
+    def connections_opened(self) -> int:
+        return self.opened
 
     def make_engine(self) -> AsyncEngine:
         raise NotImplementedError
@@ -85,6 +99,7 @@ class Service(Variant):
     """``Database.connection()`` of app/core/db.py, as the service uses it."""
 
     name = "service"
+    pool_size, max_overflow = POOL_SIZE, MAX_OVERFLOW
 
     async def open(self) -> None:
         from app.core.config import Settings
@@ -93,17 +108,26 @@ class Service(Variant):
         self.db = Database(
             Settings(
                 database_url=self.url,
-                db_pool_size=POOL_SIZE,
-                db_max_overflow=MAX_OVERFLOW,
+                db_pool_size=self.pool_size,
+                db_max_overflow=self.max_overflow,
                 db_pool_timeout_seconds=TIMEOUT,
             )
         )
+        self.count_connections(self.db.engine)
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         return self.db.connection()
 
     async def close(self) -> None:
         await self.db.dispose()
+
+
+class ServiceWithoutOverflow(Service):
+    """The same line, over a pool of all 15 connections and no overflow: returned
+    connections are never closed, so none is opened again under load."""
+
+    name = "service-15+0"
+    pool_size, max_overflow = POOL_SIZE + MAX_OVERFLOW, 0
 
 
 class PsycopgPool(Variant):
@@ -129,35 +153,25 @@ class PsycopgPool(Variant):
             "postgresql+psycopg://", poolclass=NullPool, async_creator=self.pool.getconn
         )
 
+    def count_connections(self, engine: AsyncEngine) -> None:
+        pass  # under NullPool, every checkout is a "connect": psycopg's pool counts
+
+    def connections_opened(self) -> int:
+        return int(self.pool.get_stats().get("connections_num", 0))
+
     async def close(self) -> None:
         await super().close()
         await self.pool.close()
 
 
-class Handoff(Variant):
-    name = "handoff"
-
-    def make_engine(self) -> AsyncEngine:
-        pool_class = importlib.import_module("app.core.pool").FairQueuePool
-        return create_async_engine(
-            self.url,
-            poolclass=pool_class,
-            pool_size=POOL_SIZE,
-            max_overflow=MAX_OVERFLOW,
-            pool_timeout=TIMEOUT,
-        )
-
-
 VARIANTS: dict[str, Callable[[str], Variant]] = {
-    v.name: v for v in (Stock, Service, PsycopgPool, Handoff)
+    v.name: v for v in (Stock, Service, ServiceWithoutOverflow, PsycopgPool)
 }
 
 
 def available(name: str) -> bool:
     if name == "psycopg_pool":
         return importlib.util.find_spec("psycopg_pool") is not None
-    if name == "handoff":
-        return hasattr(importlib.import_module("app.core.pool"), "FairQueuePool")
     return True
 
 
@@ -190,6 +204,7 @@ async def one_round(variant: Variant, *, clients: int, requests: int) -> dict[st
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(clients))), 300)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        opened = variant.connections_opened()
     finally:
         await variant.close()
     ms = sorted(x * 1000 for x in latencies)
@@ -201,6 +216,7 @@ async def one_round(variant: Variant, *, clients: int, requests: int) -> dict[st
         "mean": statistics.fmean(ms),
         "overtaken": overtaken_share(served),
         "cpu_us": cpu / len(ms) * 1e6,
+        "opened": opened,
     }
 
 
@@ -250,7 +266,8 @@ def main() -> int:
                 print(
                     f"round {r + 1} {name:>13}: {row['rps']:7.0f} req/s  p50 {row['p50']:7.1f}"
                     f"  p99 {row['p99']:7.1f}  max {row['max']:7.1f} ms  overtaken "
-                    f"{row['overtaken']:.1%}  cpu {row['cpu_us']:.0f} us",
+                    f"{row['overtaken']:.1%}  cpu {row['cpu_us']:.0f} us  "
+                    f"opened {row['opened']:.0f}",
                     flush=True,
                 )
     finally:
@@ -265,16 +282,20 @@ def main() -> int:
         f"{args.clients} clients, {POOL_SIZE}+{MAX_OVERFLOW} connections, "
         f"{args.requests} requests a round, median of {args.rounds} rounds\n"
     )
-    print("| pool | req/s | p50 ms | p99 ms | max ms | mean ms | overtaken | CPU µs/request |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| pool | req/s | p50 ms | p99 ms | max ms | mean ms | overtaken | CPU µs/request "
+        "| connections opened |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         print(
             f"| {name} | {med(name, 'rps'):.0f} | {med(name, 'p50'):.1f} | "
             f"{med(name, 'p99'):.1f} | {med(name, 'max'):.1f} | {med(name, 'mean'):.1f} | "
-            f"{med(name, 'overtaken'):.1%} | {med(name, 'cpu_us'):.0f} |"
+            f"{med(name, 'overtaken'):.1%} | {med(name, 'cpu_us'):.0f} | "
+            f"{med(name, 'opened'):.0f} |"
         )
     for name in skipped:
-        print(f"| {name} | not installed | | | | | | |")
+        print(f"| {name} | not installed | | | | | | | |")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "pool.json").write_text(
