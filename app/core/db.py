@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import URL, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import URL, Engine, MetaData, create_engine, event, exc, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
-from app.core.pool import FairQueuePool
 
 # One naming convention for every constraint, so that migrations are reproducible
 # and constraint names never depend on the database's own defaults.
@@ -106,9 +105,16 @@ class Database:
         _ensure_sqlite_dir(url)
         self.is_postgres = url.get_backend_name() == "postgresql"
         pool_args: dict[str, Any] = {}
+        # SQLAlchemy's asyncio pool lets a request that asks at the right moment take a
+        # returned connection ahead of the waiter woken for it, and under contention some
+        # requests lose that race over and over. asyncio's Semaphore hands a freed place
+        # to its oldest waiter, so `connection()` waits in line there, never in the pool
+        # (numbers in bench/README.md, "Side by side: the connection pool").
+        self._line: asyncio.Semaphore | None = None
+        self._line_timeout = settings.db_pool_timeout_seconds
         if self.is_postgres:
+            self._line = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
             pool_args = {
-                "poolclass": FairQueuePool,
                 "pool_size": settings.db_pool_size,
                 "max_overflow": settings.db_max_overflow,
                 "pool_timeout": settings.db_pool_timeout_seconds,
@@ -129,6 +135,10 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session. It takes a connection from the pool when it first runs a
+        statement and gives it back at commit, without a place in the line of
+        `connection()`: SQLAlchemy checks the connection out with no point to wait at
+        before, and a session may live on while it holds none (a password check)."""
         async with self.sessionmaker() as session:
             yield session
 
@@ -137,9 +147,25 @@ class Database:
         """A pooled connection in autocommit mode, for work that is one statement: that
         statement is its own transaction, so there is no BEGIN or COMMIT round trip.
         (Under load every round trip waits its turn on the event loop while the
-        connection stays checked out.)"""
-        async with self._autocommit.connect() as conn:
-            yield conn
+        connection stays checked out.) On Postgres, callers that find every connection
+        taken are served in the order they asked; after `db_pool_timeout_seconds` in
+        line, a caller gets SQLAlchemy's pool timeout error (the API answers 503)."""
+        if self._line is None:
+            async with self._autocommit.connect() as conn:
+                yield conn
+            return
+        try:
+            async with asyncio.timeout(self._line_timeout):
+                await self._line.acquire()
+        except TimeoutError:
+            raise exc.TimeoutError(
+                f"no database connection free within {self._line_timeout:g} s"
+            ) from None
+        try:
+            async with self._autocommit.connect() as conn:
+                yield conn
+        finally:
+            self._line.release()
 
     def connections_in_use(self) -> int:
         pool = self.engine.sync_engine.pool
