@@ -81,7 +81,7 @@ class Cache(Protocol):
     async def close(self) -> None: ...
 
 
-class Loads:
+class SingleFlight:
     """The loads under way in this process, by key: the first miss of a key runs its
     load and later misses of the same key wait for that one's result."""
 
@@ -132,7 +132,7 @@ def _replaces(old_version: int, old_value: bytes, version: int, value: bytes) ->
 class _ReadThrough:
     """``get_or_load`` over a cache's versioned read and ``put``."""
 
-    _loads: Loads
+    _loads: SingleFlight
     _ttl: float
 
     async def get(self, key: str) -> bytes | None:
@@ -204,7 +204,7 @@ class MemoryCache(_ReadThrough):
         self._max = max_entries
         # key -> (expires, value, version); unversioned entries have version -1.
         self._data: OrderedDict[str, tuple[float, bytes, int]] = OrderedDict()
-        self._loads = Loads()
+        self._loads = SingleFlight()
 
     def _live(self, key: str) -> tuple[float, bytes, int] | None:
         entry = self._data.get(key)
@@ -292,7 +292,7 @@ class RedisCache(_ReadThrough):
         )
         self._ttl = ttl
         self._prefix = prefix
-        self._loads = Loads()
+        self._loads = SingleFlight()
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
 
     async def get(self, key: str) -> bytes | None:
