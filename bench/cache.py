@@ -3,19 +3,21 @@
 Every variant runs in one process, in interleaved rounds (the order rotates from one
 round to the next), against one redis-server on loopback:
 
-- ``fastship memory`` / ``fastship redis``: ``app.core.cache.MemoryCache`` and
-  ``RedisCache`` as the service builds them.
-- ``OrderedDict`` / ``TLRUCache`` / ``TTLCache``: the same version rule and
-  single-flight (``SingleFlight``) over three storages: a hand-rolled
-  ``OrderedDict`` LRU with per-entry expiry that drops expired entries from its
-  least-recently-used end on each write, cachetools' ``TLRUCache`` (per-entry
-  expiry), and cachetools' ``TTLCache`` (one TTL for the cache, so a shorter
-  entry's expiry is checked on read).
+- ``fastship memory`` / ``fastship redis``: ``app.core.cache.MemoryCache`` (the version
+  rule and ``SingleFlight`` over cachetools' ``TLRUCache``) and ``RedisCache``, as the
+  service builds them.
+- ``hand-rolled OrderedDict`` / ``cachetools TTLCache``: the same version rule and
+  single-flight over two other storages: an ``OrderedDict`` LRU with per-entry expiry
+  that drops expired entries from its least-recently-used end on each write (the
+  hand-written alternative to cachetools), and cachetools' ``TTLCache`` (one TTL for
+  the cache, so a shorter entry's expiry is checked on read).
 - ``cashews memory`` / ``cashews redis``: cashews' read-through decorator
-  (``@cache(ttl, key=..., protected=True)``, ``lock=True`` on Redis) around the same
-  load, its ``set`` for writes.
+  (``@cache(ttl, key=..., protected=True)``; on Redis also with ``lock=True``, its
+  lock across processes) around the same load, its ``set`` for writes.
 
-Measured: the cost of a hit (``get`` and ``get_or_load`` of a cached key); N
+Measured: the CPU of a cached read through the service (``GET /api/v1/items/{id}`` as
+an ASGI call on an embedded SQLite file, each in-process variant as its cache); the
+cost of a hit (``get`` and ``get_or_load`` of a cached key); N
 concurrent ``get_or_load`` of one cold key whose load takes ``--load-ms`` (loads
 run, time until all have the value, Redis commands sent), with two cache instances
 for the Redis variants, as two replicas; which guarantees of the module's docstring
@@ -36,11 +38,12 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import tokenize
 import tracemalloc
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -102,24 +105,6 @@ class OrderedDictStore:
             if first.expires > now and len(self.data) <= self.max:
                 break
             del self.data[oldest]
-
-    def pop(self, key: str) -> None:
-        self.data.pop(key, None)
-
-
-class TLRUStore:
-    """cachetools' TLRUCache: the entry's own expiry is its time to use."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.data: cachetools.TLRUCache[str, Entry] = cachetools.TLRUCache(
-            max_entries, ttu=lambda _key, entry, _now: entry.expires
-        )
-
-    def get(self, key: str) -> Entry | None:
-        return self.data.get(key)
-
-    def set(self, key: str, entry: Entry) -> None:
-        self.data[key] = entry
 
     def pop(self, key: str) -> None:
         self.data.pop(key, None)
@@ -240,8 +225,7 @@ def variants(redis_url: str) -> dict[str, Callable[[], Variant]]:
     """Each variant's constructor: a fresh, empty instance per measurement."""
     return {
         "fastship memory": lambda: MemoryCache(ttl=TTL, max_entries=100_000),
-        "OrderedDict": lambda: VersionedMemory(OrderedDictStore(100_000)),
-        "cachetools TLRUCache": lambda: VersionedMemory(TLRUStore(100_000)),
+        "hand-rolled OrderedDict": lambda: VersionedMemory(OrderedDictStore(100_000)),
         "cachetools TTLCache": lambda: VersionedMemory(TTLStore(100_000)),
         "cashews memory": lambda: CashewsVariant("mem://?check_interval=1", lock=False),
         "fastship redis": lambda: RedisCache(redis_url, ttl=TTL),
@@ -446,12 +430,96 @@ async def memory_per_entry(
     if shared(name):
         redis_bytes = store.info("memory")["used_memory"] - redis_before
         key_and_value = sum(len(k) + len(v) for k, v in zip(keys, values, strict=True))
-        per_entry = (redis_bytes - key_and_value) / entries
+        per_entry = float(redis_bytes - key_and_value) / entries
     else:
         per_entry = held / entries  # the keys and values were there before
     store.flushdb()
     await cache.close()
     return per_entry
+
+
+# --- a cached read through the service ----------------------------------------------
+
+
+class ServiceRead:
+    """fastship in process on an embedded SQLite file, its cache swapped for each
+    variant: ``GET /api/v1/items/{id}`` as ASGI calls (no HTTP parser, no socket), an
+    account and an item both served from the cache."""
+
+    def __init__(self, workdir: Path) -> None:
+        from app.main import create_app
+        from tests.app.conftest import make_settings
+
+        self.app = create_app(make_settings(sqlite_path=workdir / "bench.db"))
+        self.lifespan = self.app.router.lifespan_context(self.app)
+
+    async def __aenter__(self) -> ServiceRead:
+        import httpx
+
+        await self.lifespan.__aenter__()
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            email = "bench@example.com"
+            body = {"email": email, "password": "correct horse battery"}
+            (await client.post("/api/v1/users/signup", json=body)).raise_for_status()
+            token = await client.post(
+                "/api/v1/auth/token", data={"username": email, "password": body["password"]}
+            )
+            token.raise_for_status()
+            self.authorization = f"Bearer {token.json()['access_token']}".encode()
+            auth = {"authorization": self.authorization.decode()}
+            item = await client.post(
+                "/api/v1/items", json={"name": "thing", "price": "1.50"}, headers=auth
+            )
+            item.raise_for_status()
+            self.path = f"/api/v1/items/{item.json()['id']}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.lifespan.__aexit__(None, None, None)
+
+    async def get(self) -> int:
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"bench"), (b"authorization", self.authorization)],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+        await self.app(scope, receive, send)
+        return status
+
+    async def cpu_per_read(self, cache: Variant, *, count: int) -> float:
+        """CPU µs per cached read with ``cache`` as the service's cache."""
+        services = self.app.state.services
+        kept = services.cache
+        services.cache = cache
+        try:
+            assert await self.get() == 200  # the account and the item now cached
+            start = time.process_time()
+            for _ in range(count):
+                await self.get()
+            return (time.process_time() - start) / count * 1e6
+        finally:
+            services.cache = kept
+            await cache.close()
 
 
 # --- code size ----------------------------------------------------------------------
@@ -460,14 +528,14 @@ async def memory_per_entry(
 def code_lines(source: str, first: int = 1, last: int | None = None) -> int:
     """Lines with code between ``first`` and ``last``: no blank lines, comments or
     docstrings."""
-    docstrings = set()
+    docstrings: set[int] = set()
     for node in ast.walk(ast.parse(source)):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
             value = body[0].value
             if isinstance(value, ast.Constant) and isinstance(value.value, str):
                 docstrings.update(range(body[0].lineno, (body[0].end_lineno or 0) + 1))
-    lines = set()
+    lines: set[int] = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT):
             continue
@@ -523,6 +591,13 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
             }
         rounds.append(this)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    in_process = [n for n in names if not shared(n)]
+    reads: dict[str, list[float]] = {name: [] for name in in_process}
+    with tempfile.TemporaryDirectory(prefix="fastship-bench-cache-") as workdir:
+        async with ServiceRead(Path(workdir)) as service:
+            for r in range(args.rounds):
+                for name in in_process[r % len(in_process) :] + in_process[: r % len(in_process)]:
+                    reads[name].append(await service.cpu_per_read(makers[name](), count=args.reads))
     checks = {}
     for name in names:
         results = {}
@@ -551,6 +626,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "rounds": rounds,
+        "cached_read_cpu_us": reads,
         "checks": checks,
         "memory_bytes_per_entry": memory,
         "code_lines": code_size(),
@@ -564,7 +640,7 @@ def report(result: dict[str, Any]) -> str:
     base = {"memory": "fastship memory", "redis": "fastship redis"}
 
     def median(name: str, field: str) -> float:
-        return statistics.median(r[name][field] for r in rounds)
+        return float(statistics.median(r[name][field] for r in rounds))
 
     s = result["settings"]
     out = [
@@ -590,6 +666,22 @@ def report(result: dict[str, Any]) -> str:
             f"| {'/'.join(map(str, loads))} | {median(name, 'all_ms'):.1f} "
             f"| {median(name, 'p50_ms'):.1f} | {median(name, 'redis_commands'):.0f} |"
         )
+    reads = result["cached_read_cpu_us"]
+    reference = statistics.median(reads["fastship memory"])
+    out += [
+        "",
+        "Service: CPU µs per cached `GET /api/v1/items/{id}` (ASGI call: middleware, "
+        "authentication and the item, both from the cache), median of the rounds.",
+        "",
+        "| variant | CPU µs per read | ratio | difference µs |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, values in reads.items():
+        median_read = statistics.median(values)
+        out.append(
+            f"| {name} | {median_read:.0f} | {median_read / reference:.3f} "
+            f"| {median_read - reference:+.1f} |"
+        )
     out += ["", "| guarantee | " + " | ".join(names) + " |"]
     out.append("|---|" + "---|" * len(names))
     for check in CHECKS:
@@ -613,6 +705,7 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=200_000, help="hits per round (in process)")
     parser.add_argument("--callers", type=int, default=50, help="concurrent cold misses")
     parser.add_argument("--load-ms", type=float, default=5.0, help="how long a load takes")
+    parser.add_argument("--reads", type=int, default=2000, help="service reads per round")
     parser.add_argument("--entries", type=int, default=10_000, help="entries for memory")
     args = parser.parse_args()
     with redis_server() as url:
