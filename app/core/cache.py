@@ -82,6 +82,8 @@ class Cache(Protocol):
     async def close(self) -> None: ...
 
 
+# No library offers this: cachetools has no async loads; in cashews one cancelled waiter
+# cancels everyone's load, and nothing detaches (bench/README.md, "Side by side: the cache").
 class SingleFlight:
     """The loads under way in this process, by key: the first miss of a key runs its
     load and later misses of the same key wait for that one's result."""
@@ -108,7 +110,7 @@ class SingleFlight:
             raise
         except BaseException as exc:
             future.set_exception(exc)
-            future.exception()  # the waiters re-raise it; none is needed to
+            future.exception()  # retrieved: asyncio logs it when no waiter was there
             raise
         finally:
             if self._pending.get(key) is future:
@@ -123,6 +125,7 @@ class SingleFlight:
             self._pending.pop(key, None)
 
 
+# Neither library compares versions before a write (bench/README.md, "Side by side: the cache").
 def _replaces(old_version: int, old_value: bytes, version: int, value: bytes) -> bool:
     """Whether an entry at ``version`` replaces one at ``old_version``."""
     if version != old_version:
@@ -268,6 +271,8 @@ return 1
 """
 
 
+# Rather than cashews' Redis backend: a compare-and-set, a look in Redis before joining a
+# load, less CPU per hit (bench/README.md, "Side by side: the cache").
 class RedisCache(_ReadThrough):
     """Shared by every replica, so that a write on one invalidates reads on all."""
 
