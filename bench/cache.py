@@ -3,14 +3,16 @@
 Every variant runs in one process, in interleaved rounds (the order rotates from one
 round to the next), against one redis-server on loopback:
 
-- ``fastship memory`` / ``fastship redis``: ``app.core.cache.MemoryCache`` (an
-  ``OrderedDict`` LRU with per-entry expiry that drops expired entries from its
-  least-recently-used end on each write) and ``RedisCache``, as the service builds
-  them.
-- ``cachetools TLRUCache`` / ``cachetools TTLCache``: the same version rule and
-  single-flight (``SingleFlight``) over cachetools' storage: ``TLRUCache`` (per-entry
-  expiry, every expired entry dropped on each write), and ``TTLCache`` (one TTL for
-  the cache, so a shorter entry's expiry is checked on read).
+- ``fastship memory`` / ``fastship redis``: ``app.core.cache.MemoryCache`` (the version
+  rule and ``SingleFlight`` over cachetools' ``TLRUCache``) and ``RedisCache``, as the
+  service builds them.
+- ``hand-rolled OrderedDict`` / ``cachetools TLRUCache, read with get`` /
+  ``cachetools TTLCache``: the same version rule and single-flight over other
+  storages: an ``OrderedDict`` LRU with per-entry expiry that drops expired entries
+  from its least-recently-used end on each write (the hand-written alternative to
+  cachetools), the ``TLRUCache`` of ``MemoryCache`` read through its ``get`` rather
+  than by indexing, and cachetools' ``TTLCache`` (one TTL for the cache, so a shorter
+  entry's expiry is checked on read).
 - ``cashews memory`` / ``cashews redis``: cashews' read-through decorator
   (``@cache(ttl, key=..., protected=True)``; on Redis also with ``lock=True``, its
   lock across processes) around the same load, its ``set`` for writes.
@@ -41,6 +43,7 @@ import tempfile
 import time
 import tokenize
 import tracemalloc
+from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from importlib import metadata
 from pathlib import Path
@@ -76,9 +79,40 @@ class Entry(NamedTuple):
     version: int
 
 
-class TLRUStore:
-    """cachetools' TLRUCache: the entry's own expiry is its time to use. Read by
-    indexing: its ``get`` looks the key up twice more."""
+class OrderedDictStore:
+    """LRU with per-entry expiry over an ``OrderedDict``; each write drops expired
+    entries from the least-recently-used end."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max = max_entries
+        self.data: OrderedDict[str, Entry] = OrderedDict()
+
+    def get(self, key: str) -> Entry | None:
+        entry = self.data.get(key)
+        if entry is None:
+            return None
+        if entry.expires < time.monotonic():
+            self.data.pop(key, None)
+            return None
+        self.data.move_to_end(key)
+        return entry
+
+    def set(self, key: str, entry: Entry) -> None:
+        now = time.monotonic()
+        self.data[key] = entry
+        self.data.move_to_end(key)
+        while self.data:
+            oldest, first = next(iter(self.data.items()))
+            if first.expires > now and len(self.data) <= self.max:
+                break
+            del self.data[oldest]
+
+    def pop(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class TLRUGetStore:
+    """cachetools' TLRUCache read through its ``get`` (as ``MemoryCache`` does not)."""
 
     def __init__(self, max_entries: int) -> None:
         self.data: cachetools.TLRUCache[str, Entry, float] = cachetools.TLRUCache(
@@ -86,10 +120,7 @@ class TLRUStore:
         )
 
     def get(self, key: str) -> Entry | None:
-        try:
-            return self.data[key]
-        except KeyError:  # missing or expired
-            return None
+        return self.data.get(key)
 
     def set(self, key: str, entry: Entry) -> None:
         self.data[key] = entry
@@ -127,7 +158,7 @@ class Storage(Protocol):
 
 class VersionedMemory:
     """The in-process cache's read-through, version rule and single-flight over
-    ``store`` (what ``MemoryCache`` does over its ``OrderedDict``)."""
+    ``store`` (what ``MemoryCache`` does over its storage)."""
 
     def __init__(self, store: Storage) -> None:
         self.store = store
@@ -214,7 +245,8 @@ def variants(redis_url: str) -> dict[str, Callable[[], Variant]]:
     """Each variant's constructor: a fresh, empty instance per measurement."""
     return {
         "fastship memory": lambda: MemoryCache(ttl=TTL, max_entries=100_000),
-        "cachetools TLRUCache": lambda: VersionedMemory(TLRUStore(100_000)),
+        "hand-rolled OrderedDict": lambda: VersionedMemory(OrderedDictStore(100_000)),
+        "cachetools TLRUCache, read with get": lambda: VersionedMemory(TLRUGetStore(100_000)),
         "cachetools TTLCache": lambda: VersionedMemory(TTLStore(100_000)),
         "cashews memory": lambda: CashewsVariant("mem://?check_interval=1", lock=False),
         "fastship redis": lambda: RedisCache(redis_url, ttl=TTL),
