@@ -15,7 +15,7 @@ include $(wildcard mk/*.mk)
 
 
 .PHONY: system-deps
-.PHONY: help venv run test test-fast lint fmt bench bench-all admin docs clean
+.PHONY: help venv run test test-fast lint fmt bench bench-cache bench-all admin docs clean
 
 ## help: list the targets
 help:
@@ -65,6 +65,10 @@ test-fast: venv
 ## bench: the service against a pure-ASGI ceiling app, side by side (needs wrk and Postgres)
 bench: venv
 	$(PY) -m bench.service
+
+## bench-cache: the cache side by side with cachetools and cashews (needs redis-server)
+bench-cache: venv
+	$(PY) -m bench.cache
 
 ## bench-all: bench, then bench-operator and bench-load
 bench-all: bench bench-operator bench-load

@@ -29,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from cachetools import TLRUCache
 
 from app.core.config import Settings
 
@@ -81,7 +82,9 @@ class Cache(Protocol):
     async def close(self) -> None: ...
 
 
-class Loads:
+# No library offers this: cachetools has no async loads; in cashews one cancelled waiter
+# cancels everyone's load, and nothing detaches (bench/README.md, "Side by side: the cache").
+class SingleFlight:
     """The loads under way in this process, by key: the first miss of a key runs its
     load and later misses of the same key wait for that one's result."""
 
@@ -107,7 +110,7 @@ class Loads:
             raise
         except BaseException as exc:
             future.set_exception(exc)
-            future.exception()  # the waiters re-raise it; none is needed to
+            future.exception()  # retrieved: asyncio logs it when no waiter was there
             raise
         finally:
             if self._pending.get(key) is future:
@@ -122,6 +125,7 @@ class Loads:
             self._pending.pop(key, None)
 
 
+# Neither library compares versions before a write (bench/README.md, "Side by side: the cache").
 def _replaces(old_version: int, old_value: bytes, version: int, value: bytes) -> bool:
     """Whether an entry at ``version`` replaces one at ``old_version``."""
     if version != old_version:
@@ -132,7 +136,7 @@ def _replaces(old_version: int, old_value: bytes, version: int, value: bytes) ->
 class _ReadThrough:
     """``get_or_load`` over a cache's versioned read and ``put``."""
 
-    _loads: Loads
+    _loads: SingleFlight
     _ttl: float
 
     async def get(self, key: str) -> bytes | None:
@@ -196,29 +200,36 @@ class NullCache:
         return None
 
 
+class _Entry(NamedTuple):
+    expires: float  # time.monotonic()
+    value: bytes
+    version: int  # -1: an unversioned entry (``add``)
+
+
 class MemoryCache(_ReadThrough):
-    """LRU with a time-to-live, for one process."""
+    """LRU with a time-to-live per entry, for one process: the version rule and the
+    single-flight loads over cachetools' storage."""
 
     def __init__(self, *, ttl: float, max_entries: int) -> None:
         self._ttl = ttl
-        self._max = max_entries
-        # key -> (expires, value, version); unversioned entries have version -1.
-        self._data: OrderedDict[str, tuple[float, bytes, int]] = OrderedDict()
-        self._loads = Loads()
+        # Each write drops every expired entry: those nobody reads again (the pages of
+        # a replaced list generation) leave memory before the entry limit pushes them.
+        self._entries: TLRUCache[str, _Entry, float] = TLRUCache(
+            max_entries, ttu=lambda _key, entry, _now: entry.expires
+        )
+        self._loads = SingleFlight()
 
-    def _live(self, key: str) -> tuple[float, bytes, int] | None:
-        entry = self._data.get(key)
-        if entry is None:
+    def _entry(self, key: str) -> _Entry | None:
+        # Indexing, not TLRUCache.get (which looks the key up twice more): a hit costs a
+        # third as much (bench/README.md, "Side by side: the cache").
+        try:
+            return self._entries[key]
+        except KeyError:  # missing or expired
             return None
-        if entry[0] < time.monotonic():
-            self._data.pop(key, None)
-            return None
-        self._data.move_to_end(key)
-        return entry
 
     async def get(self, key: str) -> bytes | None:
-        entry = self._live(key)
-        return None if entry is None else (entry[1] or None)
+        entry = self._entry(key)
+        return None if entry is None else (entry.value or None)
 
     async def put(
         self,
@@ -233,34 +244,21 @@ class MemoryCache(_ReadThrough):
         await self._store_loaded(key, value, version, self._ttl if ttl is None else ttl)
 
     async def _store_loaded(self, key: str, value: bytes, version: int, ttl: float) -> None:
-        entry = self._live(key)
-        if entry is None or _replaces(entry[2], entry[1], version, value):
-            self._store(key, value, version, ttl)
-
-    def _store(self, key: str, value: bytes, version: int, ttl: float) -> None:
-        now = time.monotonic()
-        self._data[key] = (now + ttl, value, version)
-        self._data.move_to_end(key)
-        # The least recently used entries come first. Entries nobody reads again (the
-        # pages of a replaced list generation) end up there: drop them once expired,
-        # rather than holding them until the entry limit.
-        while self._data:
-            oldest, (expires, _, _) = next(iter(self._data.items()))
-            if expires > now and len(self._data) <= self._max:
-                break
-            del self._data[oldest]
+        entry = self._entry(key)
+        if entry is None or _replaces(entry.version, entry.value, version, value):
+            self._entries[key] = _Entry(time.monotonic() + ttl, value, version)
 
     async def add(self, key: str, value: bytes) -> None:
-        if self._live(key) is None:
-            self._store(key, value, -1, self._ttl)
+        if self._entry(key) is None:
+            self._entries[key] = _Entry(time.monotonic() + self._ttl, value, -1)
 
     async def delete(self, *keys: str) -> None:
         self._loads.detach(keys)
         for key in keys:
-            self._data.pop(key, None)
+            self._entries.pop(key, None)
 
     async def close(self) -> None:
-        self._data.clear()
+        self._entries.clear()
 
 
 # KEYS[1]: the entry; ARGV: version, value, TTL in milliseconds. A versioned entry is
@@ -281,6 +279,8 @@ return 1
 """
 
 
+# Rather than cashews' Redis backend: a compare-and-set, a look in Redis before joining a
+# load, less CPU per hit (bench/README.md, "Side by side: the cache").
 class RedisCache(_ReadThrough):
     """Shared by every replica, so that a write on one invalidates reads on all."""
 
@@ -292,7 +292,7 @@ class RedisCache(_ReadThrough):
         )
         self._ttl = ttl
         self._prefix = prefix
-        self._loads = Loads()
+        self._loads = SingleFlight()
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
 
     async def get(self, key: str) -> bytes | None:

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-import time
+import threading
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
 import sqlalchemy as sa
-from prometheus_client import REGISTRY
 
 from app.core.cache import Cache, MemoryCache, RedisCache
 from tests.app.conftest import Api
@@ -126,23 +127,31 @@ def test_a_stale_read_cannot_bring_back_a_revoked_token(api: Api) -> None:
 def test_the_memory_cache_lets_go_of_expired_entries_nobody_reads() -> None:
     """Pages cached under a list generation that a write replaced are never read
     again: they must not stay in memory until the entry limit pushes them out."""
-    import asyncio
 
-    from app.core.cache import MemoryCache
-
-    async def scenario() -> tuple[int, bytes | None, bytes | None]:
+    async def scenario() -> tuple[int, int, bytes | None, bytes | None]:
         cache = MemoryCache(ttl=0.2, max_entries=10_000)
-        for i in range(500):
-            await cache.put(f"items:page:old-generation:{i}", b"x" * 1000, version=0)
-        await cache.put("kept", b"still fresh", version=0)
-        await asyncio.sleep(0.3)  # all 501 entries expire
-        await cache.put("new", b"page", version=0)
-        return len(cache._data), await cache.get("new"), await cache.get("kept")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(500):
+                page = b"x" * 10_000 + str(i).encode()
+                await cache.put(f"items:page:old-generation:{i}", page, version=0)
+            await cache.put("kept", b"still fresh", version=0)
+            held = tracemalloc.get_traced_memory()[0] - before
+            await asyncio.sleep(0.3)  # all 501 entries expire
+            await cache.put("new", b"page", version=0)
+            gc.collect()
+            left = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        return held, left, await cache.get("new"), await cache.get("kept")
 
-    size, new, kept = asyncio.run(scenario())
+    held, left, new, kept = asyncio.run(scenario())
     assert new == b"page"
     assert kept is None
-    assert size == 1  # only "new": the expired entries went at the next write
+    assert held > 5_000_000  # the 500 pages of 10 kB
+    # The expired pages went at the next write, though nobody read them again.
+    assert left < 500_000, f"{left} bytes still held"
 
 
 # Read-through: concurrent misses share one load. Run on the in-process cache and on
@@ -161,9 +170,11 @@ class CountedLoad:
         self.value = value
         self.version = version
         self.release = asyncio.Event()
+        self.started = asyncio.Event()
 
     async def __call__(self) -> tuple[int, bytes]:
         self.calls += 1
+        self.started.set()
         await self.release.wait()
         return self.version, self.value
 
@@ -210,7 +221,7 @@ def test_a_write_during_a_load_wins_and_later_reads_do_not_join_the_old_load(
     async def scenario(cache: Cache) -> None:
         stale = CountedLoad(b"read before the write")
         early = asyncio.create_task(cache.get_or_load("k2", stale))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(stale.started.wait(), 30)
         await cache.put("k2", b"written", version=2)
         # Arrives after the write: served the write, not the load under way.
         fresh = CountedLoad(b"should not run")
@@ -286,6 +297,22 @@ def test_a_cold_list_page_under_concurrent_requests_is_read_once(api: Api) -> No
         if "FROM items" in statement and "OVER" in statement:
             statements.append(statement)
 
+    # The in-process cache looks a key up without any I/O: a request that has called
+    # get_or_load for the page has joined its load (or runs it).
+    readers = 0
+    all_joined = threading.Event()
+    get_or_load = services.cache.get_or_load
+
+    async def counted(key: str, load: Any, **options: Any) -> bytes:
+        nonlocal readers
+        if key.startswith("items:page:"):
+            readers += 1
+            if readers == 20:
+                all_joined.set()
+        value: bytes = await get_or_load(key, load, **options)
+        return value
+
+    services.cache.get_or_load = counted
     sa.event.listen(engine, "before_cursor_execute", count)
     # Hold the table so that the first request's SELECT waits until all have arrived.
     blocker = sa.create_engine(api.db_url)
@@ -297,15 +324,12 @@ def test_a_cold_list_page_under_concurrent_requests_is_read_once(api: Api) -> No
                     pool.submit(api.client.get, "/api/v1/items?limit=100", headers=headers)
                     for _ in range(20)
                 ]
-                deadline = time.monotonic() + 30
-                while (REGISTRY.get_sample_value("fastship_http_requests_in_flight") or 0) < 20:
-                    assert time.monotonic() < deadline, "the requests did not all arrive"
-                    time.sleep(0.02)
-                time.sleep(0.3)  # from the middleware to the cache is no I/O
+                assert all_joined.wait(30), f"{readers} of 20 requests reached the cache"
                 conn.rollback()  # releases the lock
                 bodies = {page.result().content for page in pages}
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
+        services.cache.get_or_load = get_or_load
         blocker.dispose()
     assert len(statements) == 1
     assert len(bodies) == 1

@@ -14,10 +14,18 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import pytest
+import redis
 import sqlalchemy as sa
-from prometheus_client import REGISTRY
 
 from tests.app.conftest import PASSWORD, Api
+from tests.support.waiting import wait_until
+
+# Sessions of the test's database that wait for a lock another session holds.
+WAITING_FOR_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
 
 
 class HeldBackPut:
@@ -39,6 +47,17 @@ class HeldBackPut:
         await self._real(key, value, **options)
 
 
+@pytest.fixture(params=["in-process cache", "redis"])
+def cached_api(
+    request: pytest.FixtureRequest, api_factory: Callable[..., Api]
+) -> Callable[..., Api]:
+    """Builds the app with the in-process cache, then (second run) with Redis."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        return lambda **settings: api_factory(redis_url=url, **settings)
+    return api_factory
+
+
 def _held_back(api: Api, match: bytes, first: Callable[[], Any], second: Callable[[], Any]) -> Any:
     """Run ``first`` until its cache store for ``match`` is reached, then ``second``
     to the end, then let ``first``'s store go on. Returns ``first``'s response."""
@@ -52,8 +71,9 @@ def _held_back(api: Api, match: bytes, first: Callable[[], Any], second: Callabl
 
 
 def test_the_older_of_two_item_updates_cannot_overwrite_the_newer_in_the_cache(
-    api: Api,
+    cached_api: Callable[..., Api],
 ) -> None:
+    api = cached_api()
     _, headers = api.user()
     item = api.item(headers, name="original")
     url = f"/api/v1/items/{item['id']}"
@@ -67,7 +87,10 @@ def test_the_older_of_two_item_updates_cannot_overwrite_the_newer_in_the_cache(
     assert api.client.get(url, headers=headers).json()["name"] == "second"
 
 
-def test_an_update_racing_a_delete_cannot_bring_the_item_back(api: Api) -> None:
+def test_an_update_racing_a_delete_cannot_bring_the_item_back(
+    cached_api: Callable[..., Api],
+) -> None:
+    api = cached_api()
     _, headers = api.user()
     item = api.item(headers, name="original")
     url = f"/api/v1/items/{item['id']}"
@@ -82,10 +105,10 @@ def test_an_update_racing_a_delete_cannot_bring_the_item_back(api: Api) -> None:
 
 
 def test_an_email_change_racing_a_demotion_cannot_restore_the_admin(
-    api_factory: Callable[..., Api],
+    cached_api: Callable[..., Api],
 ) -> None:
     # Accounts cached for long, so that the cache (not the database) answers below.
-    api = api_factory(principal_cache_ttl_seconds=30)
+    api = cached_api(principal_cache_ttl_seconds=30)
     _, other_admin = api.user(admin=True)
     me, mine = api.user(admin=True)
     assert api.client.get("/api/v1/users", headers=mine).status_code == 200
@@ -113,34 +136,37 @@ def test_a_failed_shared_cache_write_leaves_no_revoked_token_usable(
 ) -> None:
     """When Redis does not take the mark of a password change, the change is refused
     (503) and not made: no replica can go on serving the old principal from Redis."""
-    replica_a = api_factory(redis_url=redis_url, principal_cache_ttl_seconds=30)
-    replica_b = api_factory(redis_url=redis_url, principal_cache_ttl_seconds=30)
-    user, token = replica_a.user()
-    assert replica_b.client.get("/api/v1/users/me", headers=token).status_code == 200
-    cache = replica_a.client.app.state.services.cache  # type: ignore[attr-defined]
-    real = cache._put_if_newer
-
-    async def refused(**_: Any) -> None:
-        raise ConnectionError("redis went away")
-
-    cache._put_if_newer = refused
-    changed = replica_a.client.post(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": "another password"},
-        headers=token,
-    )
-    cache._put_if_newer = real
-    assert changed.status_code == 503
-    assert changed.json()["code"] == "cache_unavailable"
-    replica_a.login(user["email"], PASSWORD)  # the old password still works: no change
-    # Once Redis takes writes again, a change reaches every replica at once.
-    changed = replica_a.client.post(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": "another password"},
-        headers=token,
-    )
-    assert changed.status_code == 204
-    assert replica_b.client.get("/api/v1/users/me", headers=token).status_code == 401
+    store = redis.Redis.from_url(redis_url)
+    # Replica A logs in to Redis as a user of its own, whose scripts (the cache's
+    # compare-and-set) Redis can then refuse while everything else still works.
+    store.execute_command("ACL", "SETUSER", "replica-a", "on", ">a-secret", "~*", "&*", "+@all")
+    url_a = redis_url.replace("redis://", "redis://replica-a:a-secret@")
+    try:
+        replica_a = api_factory(redis_url=url_a, principal_cache_ttl_seconds=30)
+        replica_b = api_factory(redis_url=redis_url, principal_cache_ttl_seconds=30)
+        user, token = replica_a.user()
+        assert replica_b.client.get("/api/v1/users/me", headers=token).status_code == 200
+        store.execute_command("ACL", "SETUSER", "replica-a", "-@scripting")
+        changed = replica_a.client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": PASSWORD, "new_password": "another password"},
+            headers=token,
+        )
+        store.execute_command("ACL", "SETUSER", "replica-a", "+@all")
+        assert changed.status_code == 503
+        assert changed.json()["code"] == "cache_unavailable"
+        replica_a.login(user["email"], PASSWORD)  # the old password still works: no change
+        # Once Redis takes writes again, a change reaches every replica at once.
+        changed = replica_a.client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": PASSWORD, "new_password": "another password"},
+            headers=token,
+        )
+        assert changed.status_code == 204
+        assert replica_b.client.get("/api/v1/users/me", headers=token).status_code == 401
+    finally:
+        store.execute_command("ACL", "DELUSER", "replica-a")
+        store.close()
 
 
 def test_two_admins_demoting_each_other_at_once_leave_one_admin(api: Api) -> None:
@@ -155,7 +181,6 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(api: Api) -> Non
                     sa.text("SELECT id FROM users WHERE id IN (:a, :b) FOR UPDATE"),
                     {"a": first["id"], "b": second["id"]},
                 )
-                in_flight = REGISTRY.get_sample_value("fastship_http_requests_in_flight") or 0
                 with ThreadPoolExecutor(2) as pool:
                     answers = [
                         pool.submit(
@@ -166,13 +191,12 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(api: Api) -> Non
                         )
                         for target, headers in ((second, first_headers), (first, second_headers))
                     ]
-                    deadline = time.monotonic() + 30
-                    while (
-                        REGISTRY.get_sample_value("fastship_http_requests_in_flight") or 0
-                    ) < in_flight + 2:
-                        assert time.monotonic() < deadline, "the demotions did not both start"
-                        time.sleep(0.02)
-                    time.sleep(0.3)  # both are waiting for the rows now
+                    wait_until(
+                        lambda: api.sql(WAITING_FOR_A_LOCK)[0][0] >= 2,
+                        timeout=30,
+                        interval=0.02,
+                        what="both demotions to wait for the rows",
+                    )
                     conn.rollback()
                     statuses = sorted(answer.result(30).status_code for answer in answers)
         finally:
