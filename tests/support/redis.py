@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.waiting import free_port
+from tests.support.waiting import free_port, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -42,15 +41,14 @@ def redis_url() -> Iterator[str]:
         import redis
 
         client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 10
-        while True:
+
+        def answers() -> bool:
             try:
-                client.ping()
-                break
+                return bool(client.ping())
             except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return False
+
+        wait_until(answers, timeout=10, interval=0.05, what="redis-server to answer PING")
         client.close()
         yield f"redis://127.0.0.1:{port}/0"
     finally:
