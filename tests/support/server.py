@@ -116,15 +116,7 @@ class AppServer:
         )
 
     def requests_in_flight(self) -> int:
-        """Requests being served (fastship_http_requests_in_flight, read on the API
-        port), less the /metrics request that asks."""
-        metrics = httpx.get(self.base_url + "/metrics", timeout=5).text
-        gauge = next(
-            line
-            for line in metrics.splitlines()
-            if line.startswith("fastship_http_requests_in_flight ")
-        )
-        return int(float(gauge.split()[-1])) - 1
+        return requests_in_flight(self.base_url)
 
     def rss_kib(self) -> int:
         """Resident memory of the server process, from /proc."""
@@ -161,6 +153,18 @@ class AppServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def requests_in_flight(base_url: str) -> int:
+    """Requests the service at ``base_url`` is serving (fastship_http_requests_in_flight
+    on its /metrics), less the /metrics request that asks."""
+    metrics = httpx.get(base_url + "/metrics", timeout=5).text
+    gauge = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("fastship_http_requests_in_flight ")
+    )
+    return int(float(gauge.split()[-1])) - 1
 
 
 @pytest.fixture
