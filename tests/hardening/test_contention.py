@@ -111,6 +111,6 @@ def test_login_counters_of_unknown_emails_are_swept_once_their_window_passes(
         assert server.terminate() == 0
         server.start()
         client.post(TOKEN_URL, data={"username": "someone@example.com", "password": "x y z"})
-        server.wait_for_log('"msg": "login counters swept"')
+        server.wait_for_record(msg="login counters swept")
         left = sql(pg_database, "SELECT count(*) FROM login_throttle WHERE email LIKE 'gone-%'")
         assert left[0][0] == 0

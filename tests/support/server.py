@@ -103,16 +103,26 @@ class AppServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_records(self) -> list[dict[str, Any]]:
-        """The JSON log lines, parsed."""
-        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+        """The JSON log lines, parsed (a line still being written is left out)."""
+        records = []
+        for line in self.log_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
 
-    def wait_for_log(self, text: str, *, timeout: float = 30.0) -> None:
-        """Wait until a log line contains ``text``."""
-        wait_until(
-            lambda: text in self.log_text(),
+    def wait_for_record(self, *, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """Wait until a JSON log line has these fields (``msg="started"``); returns it."""
+        return wait_until(
+            lambda: next(
+                (r for r in self.log_records() if all(r.get(k) == v for k, v in fields.items())),
+                None,
+            ),
             timeout=timeout,
             interval=0.05,
-            what=f"a log line with {text!r} in {self.log_path}",
+            what=f"a log line with {fields} in {self.log_path}",
         )
 
     def requests_in_flight(self) -> int:
