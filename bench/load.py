@@ -29,8 +29,9 @@ from typing import Any
 import httpx
 
 from bench.service import IMAGE_ENV
-from tests.hardening.server import PASSWORD, Server, sql
+from tests.hardening.server import PASSWORD, hardening_server, sql
 from tests.support.postgres import PostgresServer
+from tests.support.server import AppServer
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 20
@@ -73,7 +74,7 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def _seed(server: Server) -> tuple[list[str], list[list[str]]]:
+def _seed(server: AppServer) -> tuple[list[str], list[list[str]]]:
     """USERS accounts with ITEMS_PER_USER items each: their tokens and item ids."""
     tokens: list[str] = []
     items: list[list[str]] = []
@@ -137,22 +138,20 @@ def run(duration: int, connections: int, settings: dict[str, str] | None = None)
     pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-load-pg-")))
     pg.init()
     pg.start()
-    server: Server | None = None
+    server: AppServer | None = None
     try:
         from app.core import schema
         from app.core.config import Settings
 
         url = pg.url(pg.create_database("load"))
         schema.migrate(Settings(database_url=url))
-        server = Server(
-            database_url=url,
-            log_path=root / "server.log",
-            env={
-                "FASTSHIP_ACCESS_LOG": "false",
-                "FASTSHIP_LOG_LEVEL": "WARNING",
-                **IMAGE_ENV,
-                **(settings or {}),
-            },
+        server = hardening_server(
+            url,
+            root / "server.log",
+            FASTSHIP_ACCESS_LOG="false",
+            FASTSHIP_LOG_LEVEL="WARNING",
+            **IMAGE_ENV,
+            **(settings or {}),
         ).start()
         tokens, items = _seed(server)
         script = root / "mix.lua"
@@ -206,7 +205,7 @@ def run(duration: int, connections: int, settings: dict[str, str] | None = None)
         return result
     finally:
         if server is not None:
-            server.kill()
+            server.stop()
         pg.stop("immediate")
         shutil.rmtree(pg.root, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)

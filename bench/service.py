@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 
 from tests.support.postgres import PostgresServer
-from tests.support.waiting import free_port
+from tests.support.server import AppServer
+from tests.support.waiting import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchmark-signing-key-" + "b" * 32
@@ -178,18 +179,22 @@ def measure_revocation(replica_a: str, replica_b: str, rounds: int = 10) -> list
     return delays
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``url`` answers 200; fails at once if the process behind it exits."""
+
+    def answers() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+            raise RuntimeError(f"the server behind {url} exited with {proc.returncode}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return time.monotonic() - started
+            return httpx.get(url, timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.005)
-    raise RuntimeError(f"{url} not ready")
+            return False
+
+    wait_until(answers, timeout=60, interval=0.005, what=url)
+
+
+def wait_ceiling(port: int, proc: subprocess.Popen[bytes]) -> None:
+    wait_http(f"http://127.0.0.1:{port}/health", proc)
 
 
 def rss_mb(pid: int) -> float:
@@ -199,14 +204,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_fastship(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+def start_fastship(env: dict[str, str], log: Path, port: int | None = None) -> AppServer:
+    """`python -m app serve`, ready: the first 200 on /readyz, polled every 5 ms."""
+    return AppServer(env, log, port=port).start(interval=0.005)
 
 
 def start_ceiling(port: int, options: list[str]) -> subprocess.Popen[bytes]:
@@ -427,10 +427,10 @@ def main() -> int:
     pg.init()
     pg.start()
     procs: list[subprocess.Popen[bytes]] = []
+    servers: list[AppServer] = []
     try:
         db = pg.create_database("bench")
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")},
             "FASTSHIP_DATABASE_URL": pg.url(db),
             "FASTSHIP_ENVIRONMENT": "production",
             "FASTSHIP_JWT_SECRET_KEY": KEY,
@@ -439,7 +439,7 @@ def main() -> int:
         }
         subprocess.run(
             [sys.executable, "-m", "app", "migrate", "--termination-log", str(work / "t")],
-            env=env,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")}, **env},
             check=True,
             cwd=ROOT,
             capture_output=True,
@@ -448,23 +448,19 @@ def main() -> int:
         # Time to ready: process start to the first 200 on /readyz, three starts.
         starts = []
         for _ in range(3 if full else 0):
-            port = free_port()
-            proc = start_fastship(env, port, work / "start.log")
-            starts.append(wait_http(f"http://127.0.0.1:{port}/readyz", proc))
-            proc.terminate()
-            proc.wait(30)
+            started = start_fastship(env, work / "start.log")
+            starts.append(started.ready_seconds)
+            started.terminate()
         if starts:
             extra["start_to_ready_s"] = {"median": statistics.median(starts), "all": starts}
 
         ceiling_port = free_port()
         ceiling = start_ceiling(ceiling_port, UVICORN)
         procs.append(ceiling)
-        port = free_port()
-        server = start_fastship(env, port, work / "server.log")
-        procs.append(server)
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"http://127.0.0.1:{ceiling_port}/health", ceiling)
-        wait_http(base + "/readyz", server)
+        server = start_fastship(env, work / "server.log")
+        servers.append(server)
+        base = server.base_url
+        wait_ceiling(ceiling_port, ceiling)
 
         client = httpx.Client(base_url=base, timeout=30)
         client.post(
@@ -506,11 +502,11 @@ def main() -> int:
             ("get one item", f"{base}/api/v1/items/{ids[50]}", get_auth),
             ("create item", base + "/api/v1/items", create),
         ]
-        rss_by_run = extra["worker_rss_mb_by_run"] = {"ready": rss_mb(server.pid)}
+        rss_by_run = extra["worker_rss_mb_by_run"] = {"ready": server.rss_kib() / 1024}
         for name, url, script in runs if full else []:
             results.append(wrk(name, url, threads=2, connections=c, duration=d, script=script))
             if not name.startswith("ceiling"):
-                rss_by_run[name] = rss_mb(server.pid)
+                rss_by_run[name] = server.rss_kib() / 1024
         if full:
             # Login alone at 10 connections, then get-one while login keeps that load up.
             login = lua_request(
@@ -599,24 +595,23 @@ def main() -> int:
             )
         background.join()
         results.append(burst["login"])
-        extra["worker_rss_mb_after_run"] = rss_mb(server.pid)
+        extra["worker_rss_mb_after_run"] = server.rss_kib() / 1024
 
         if full:
             # Two replicas and no Redis, as the chart installs by default: from a password
             # change's answer on one replica to the first 401 for an older token on the
             # other, which polls with it every 5 ms.
-            port_b = free_port()
-            replica_b = start_fastship(env, port_b, work / "replica-b.log")
-            procs.append(replica_b)
-            wait_http(f"http://127.0.0.1:{port_b}/readyz", replica_b)
-            extra["revocation_ms"] = measure_revocation(base, f"http://127.0.0.1:{port_b}")
+            replica_b = start_fastship(env, work / "replica-b.log")
+            servers.append(replica_b)
+            extra["revocation_ms"] = measure_revocation(base, replica_b.base_url)
             replica_b.terminate()
-            replica_b.wait(30)
 
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(30)
+        for started in servers:
+            started.stop(timeout=30)
         pg.stop("immediate")
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(pg.root, ignore_errors=True)

@@ -15,6 +15,7 @@ from app.core.db import Database
 from app.core.logging import request_id_var
 from app.services.audit import AuditLog
 from tests.app.conftest import LogLines
+from tests.support.waiting import wait_until
 
 
 async def _record_concurrently(log: AuditLog, count: int) -> list[BaseException | None]:
@@ -100,6 +101,27 @@ def _locked_audit_table(pg_database: str) -> sa.Connection:
     return conn
 
 
+def _wait_for_blocked_insert(pg_database: str) -> None:
+    """Until a statement waits for the audit table's lock (the writer's INSERT)."""
+    engine = sa.create_engine(pg_database)
+    try:
+        with engine.connect() as conn:
+
+            def blocked() -> bool:
+                waiting = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                        " AND relation = 'audit_events'::regclass"
+                    )
+                ).scalar()
+                conn.commit()
+                return bool(waiting)
+
+            wait_until(blocked, timeout=30, interval=0.05, what="the INSERT to wait for the lock")
+    finally:
+        engine.dispose()
+
+
 def test_record_returns_before_the_row_is_stored_and_close_waits_for_it(
     pg_database: str,
 ) -> None:
@@ -139,7 +161,7 @@ def test_past_the_high_water_mark_record_waits_for_its_row(pg_database: str) -> 
             sixth = asyncio.create_task(
                 log.record(actor_id=None, action="create", entity="item", entity_id="5")
             )
-            await asyncio.sleep(0.5)
+            await asyncio.to_thread(_wait_for_blocked_insert, pg_database)
             waited = not sixth.done()
             blocker.rollback()
             await asyncio.wait_for(sixth, timeout=30)

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import jwt
 import pytest
 
 from tests.app.conftest import PASSWORD, Api
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,14 @@ def test_repeated_failures_lock_the_email(api_factory: Any, exists: bool) -> Non
     assert locked.status_code == 429
     assert locked.json()["code"] == "login_locked"
     assert 1 <= int(locked.headers["retry-after"]) <= 2
-    time.sleep(2.2)
+    wait_until(
+        lambda: api.sql(
+            "SELECT 1 FROM login_throttle WHERE email = :e AND locked_until <= now()", e=email
+        ),
+        timeout=10,
+        interval=0.1,
+        what="the lockout to end",
+    )
     after = api.client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert after.status_code == (200 if exists else 401)
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from app.core.config import Settings, secret_field_names
 from app.core.schema import head_revision
 from app.core.security import PasswordHashing
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 SIGNING_KEY = "cli-test-signing-key-" + "z" * 32
 HEAD = head_revision()
@@ -67,20 +67,15 @@ def test_two_concurrent_migrations_run_once_and_both_succeed(
         ]
         for thread in threads:
             thread.start()
-        waiting = 0
-        deadline = time.monotonic() + 60
-        while waiting < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            waiting = (
-                conn.execute(
-                    sa.text(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    )
-                ).scalar()
-                or 0
-            )
+
+        def waiting() -> int:
+            count = conn.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            ).scalar()
             conn.commit()
-        assert waiting == 2
+            return int(count or 0)
+
+        wait_until(lambda: waiting() == 2, timeout=60, interval=0.1, what="both migrations waiting")
         conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
         conn.commit()
     for thread in threads:
@@ -120,8 +115,10 @@ def test_wait_for_schema_waits_for_the_migration(pg_empty_database: str) -> None
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1)
-    assert waiter.poll() is None  # still waiting
+    assert waiter.stdout is not None
+    # Its first check found the empty database (the process gives up after 60 s).
+    assert waiter.stdout.readline().startswith("waiting for schema: ")
+    assert waiter.poll() is None
     assert run("migrate", "--termination-log", "/nonexistent/x", env=env).returncode == 0
     out, _ = waiter.communicate(timeout=30)
     assert waiter.returncode == 0

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import time
 import uuid
+from typing import Any
 
 import pytest
 
 from tests.app.conftest import Api, LogLines
+from tests.support.waiting import wait_until
 
 
 def test_item_crud(api: Api) -> None:
@@ -114,16 +115,16 @@ def test_item_changes_are_audited_in_the_background(api: Api) -> None:
     item = api.item(headers)
     api.client.patch(f"/api/v1/items/{item['id']}", json={"name": "new"}, headers=headers)
     api.client.delete(f"/api/v1/items/{item['id']}", headers=headers)
+
     # The rows are stored by the audit writer, after the responses: wait for them.
-    deadline = time.monotonic() + 30
-    while True:
+    def audit_rows() -> list[Any] | None:
         rows = api.sql(
             "SELECT action, request_id FROM audit_events WHERE entity_id = :i ORDER BY id",
             i=item["id"],
         )
-        if len(rows) == 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+        return rows if len(rows) == 3 else None
+
+    rows = wait_until(audit_rows, timeout=30, interval=0.05, what="the three audit rows")
     assert [r[0] for r in rows] == ["create", "update", "delete"]
     assert all(r[1] for r in rows)
 
@@ -137,10 +138,12 @@ def test_a_failing_background_task_never_fails_the_request(api: Api, logs: LogLi
         headers={**headers, "X-Request-ID": "bg-failure-1"},
     )
     assert response.status_code == 201
-    deadline = time.monotonic() + 30
-    while not (failures := logs.matching(msg="background task failed", task="audit")):
-        assert time.monotonic() < deadline, "the audit failure was never logged"
-        time.sleep(0.05)
+    failures = wait_until(
+        lambda: logs.matching(msg="background task failed", task="audit"),
+        timeout=30,
+        interval=0.05,
+        what="the audit failure's log line",
+    )
     assert len(failures) == 1
     assert failures[0]["request_id"] == "bg-failure-1"
     assert "audit_events" in failures[0]["error"]["message"]

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from app.core import schema
 from app.core.config import Settings
 from tests.support.kube import REPO_ROOT
+from tests.support.waiting import wait_until
 
 SLOW_SECONDS = 32  # longer than the API's 15 s statement_timeout, twice over for the waiter
 
@@ -83,18 +84,17 @@ def revisions_in(db_url: str) -> list[str]:
 
 def wait_for_lock_holder(conn: sa.Connection, *, waiting: int, timeout: float = 30) -> None:
     """Until the migration lock is held and ``waiting`` sessions wait for it."""
-    deadline = time.monotonic() + timeout
     query = sa.text(
         "SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) "
         "FROM pg_locks WHERE locktype = 'advisory'"
     )
-    while time.monotonic() < deadline:
+
+    def reached() -> tuple[int, int] | None:
         held, queued = conn.execute(query).one()
         conn.commit()
-        if held >= 1 and queued >= waiting:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"lock state not reached: held={held} waiting={queued}")
+        return (held, queued) if held >= 1 and queued >= waiting else None
+
+    wait_until(reached, timeout=timeout, interval=0.1, what=f"the lock held, {waiting} waiting")
 
 
 @pytest.fixture
@@ -145,6 +145,17 @@ def test_a_long_migration_and_a_second_migrate_behind_it_both_succeed(
     assert revisions_in(pg_database) == ["9000_slow"]
 
 
+def alter_waits_for_a_lock(conn: sa.Connection) -> bool:
+    waiting = conn.execute(
+        sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE users%'"
+        )
+    ).scalar()
+    conn.commit()
+    return bool(waiting)
+
+
 def test_ddl_behind_a_long_query_gives_way_and_is_retried(pg_database: str, versions: Path) -> None:
     write_revision(
         versions,
@@ -162,13 +173,19 @@ def test_ddl_behind_a_long_query_gives_way_and_is_retried(pg_database: str, vers
             wait_for_lock_holder(reader, waiting=0)
             reader.execute(sa.text("SET statement_timeout = 3000"))
             # While the ALTER is retried, other queries of `users` still get through: the
-            # ALTER does not sit in the lock queue for longer than its lock_timeout.
-            for _ in range(5):
+            # ALTER does not sit in the lock queue for longer than its lock_timeout. Each
+            # round reads while one attempt of the ALTER waits in that queue.
+            for _ in range(3):
+                wait_until(
+                    lambda: alter_waits_for_a_lock(reader),
+                    timeout=30,
+                    interval=0.02,
+                    what="an attempt of the ALTER waiting for its lock",
+                )
                 t0 = time.monotonic()
                 reader.execute(sa.text("SELECT count(*) FROM users")).scalar()
                 reader.commit()
                 assert time.monotonic() - t0 < 2
-                time.sleep(0.4)
         assert migration.poll() is None, "the migration waits while the reader runs"
     finally:
         holder.rollback()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,67 +11,27 @@ import httpx
 import pytest
 
 from tests.app.conftest import FAST_HASHING_ENV
-from tests.support.waiting import free_port
+from tests.support.server import AppServer
+from tests.support.waiting import wait_until
 
 KEY = "server-test-signing-key-" + "k" * 32
 
 
-class Server:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._log = log.open("w")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-            env={**clean, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.log_path = log
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.log_path.read_text()}")
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server not ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
+def server_env(**env: str) -> dict[str, str]:
+    """The settings of a test server: the test environment's cheap argon2 cost (refused
+    elsewhere) and a signing key, then ``env``."""
+    test = env.get("FASTSHIP_ENVIRONMENT", "test") == "test"
+    return {
+        "FASTSHIP_ENVIRONMENT": "test",
+        "FASTSHIP_JWT_SECRET_KEY": KEY,
+        **(FAST_HASHING_ENV if test else {}),
+        **env,
+    }
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(
-            {
-                "FASTSHIP_ENVIRONMENT": "test",
-                "FASTSHIP_JWT_SECRET_KEY": KEY,
-                # the cheap argon2 cost is refused outside the test environment
-                **(FAST_HASHING_ENV if env.get("FASTSHIP_ENVIRONMENT", "test") == "test" else {}),
-                **env,
-            },
-            tmp_path / f"server{len(servers)}.log",
-        )
-        servers.append(server)
-        server.wait_ready()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def server_factory(app_servers: Callable[..., AppServer]) -> Callable[..., AppServer]:
+    return lambda **env: app_servers(server_env(**env))
 
 
 def test_sigterm_lets_in_flight_requests_finish(server_factory: Any, pg_database: str) -> None:
@@ -91,45 +46,35 @@ def test_sigterm_lets_in_flight_requests_finish(server_factory: Any, pg_database
     outcome: dict[str, Any] = {}
 
     def slow_login() -> None:
-        started = time.monotonic()
         try:
             response = httpx.post(
-                server.base + "/api/v1/auth/token",
+                server.base_url + "/api/v1/auth/token",
                 data={"username": "nobody@example.com", "password": "whatever1"},
                 timeout=30,
             )
             outcome["status"] = response.status_code
         except httpx.TransportError as exc:
             outcome["error"] = repr(exc)
-        outcome["seconds"] = time.monotonic() - started
 
     thread = threading.Thread(target=slow_login)
     thread.start()
-    time.sleep(0.3)
-    server.proc.send_signal(signal.SIGTERM)
+    wait_until(server.requests_in_flight, timeout=10, interval=0.01, what="the login in flight")
+    assert server.terminate() == 0
     thread.join(30)
     assert outcome.get("status") == 401, outcome
-    assert outcome["seconds"] > 0.3
-    assert server.proc.wait(30) == 0
     with pytest.raises(httpx.TransportError):
-        httpx.get(server.base + "/healthz", timeout=2)
-    log = server.log_path.read_text()
-    assert '"msg": "request"' in log
-    assert '"status": 401' in log
+        httpx.get(server.base_url + "/healthz", timeout=2)
+    # The login ended after the shutdown began: it was in flight, and it was let finish.
+    messages = [(r.get("msg"), r.get("path"), r.get("status")) for r in server.log_records()]
+    shutdown = messages.index(("Shutting down", None, None))
+    assert ("request", "/api/v1/auth/token", 401) in messages[shutdown:], messages
 
 
 def test_serve_logs_json_lines_with_request_ids(server_factory: Any, pg_database: str) -> None:
-    import json
-
     server = server_factory(FASTSHIP_DATABASE_URL=pg_database)
-    httpx.get(server.base + "/healthz", headers={"X-Request-ID": "json-line-check"})
-    server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(30) == 0
-    lines = [
-        json.loads(line)
-        for line in server.log_path.read_text().splitlines()
-        if line.startswith("{")
-    ]
+    httpx.get(server.base_url + "/healthz", headers={"X-Request-ID": "json-line-check"})
+    assert server.terminate() == 0
+    lines = server.log_records()
     assert any(line.get("request_id") == "json-line-check" for line in lines)
     assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
 
@@ -141,9 +86,9 @@ def test_embedded_sqlite_first_start_creates_an_admin(server_factory: Any, tmp_p
     assert password_file.stat().st_mode & 0o777 == 0o600
     password = password_file.read_text().strip()
     token = httpx.post(
-        server.base + "/api/v1/auth/token",
+        server.base_url + "/api/v1/auth/token",
         data={"username": "admin@example.com", "password": password},
     )
     assert token.status_code == 200
-    assert password not in server.log_path.read_text()
-    assert "admin-password.txt" in server.log_path.read_text()
+    assert password not in server.log_text()
+    assert "admin-password.txt" in server.log_text()

@@ -22,7 +22,8 @@ import yaml
 
 from tests.chart.conftest import CHART
 from tests.chart.secretsjob import run_as_job
-from tests.support.kube import Kube, wait_until
+from tests.support.kube import Kube
+from tests.support.waiting import wait_until
 
 RELEASE = "web"
 # The last commit whose chart rendered the generated Secrets itself (with `lookup`).

@@ -20,8 +20,8 @@ from yamllint.config import YamlLintConfig
 
 from tests.chart.conftest import CHART, parse_objects
 from tests.chart.test_render import IMAGE
-from tests.support.kube import Kube, tools_bin, wait_until
-from tests.support.waiting import free_port
+from tests.support.kube import Kube, tools_bin
+from tests.support.waiting import free_port, wait_until
 
 LINT = Path(__file__).parent / "lint"
 CHARTS = (CHART, CHART.parent / "fastship-crds")

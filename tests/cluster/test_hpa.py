@@ -1,8 +1,9 @@
-"""The real HPA controller scales on CPU usage that kwok reports through metrics-server.
+"""The built control plane autoscales, as the chart's HPA needs: metrics-server serves
+the metrics API with the CPU usage that kwok reports, and the HPA controller of
+kube-controller-manager reads it and scales a Deployment up.
 
 kwok derives each pod's CPU usage from its ``kwok.x-k8s.io/usage-cpu`` annotation. The
-local cluster shortens the HPA sync period (5 s) and scale-down stabilization (20 s), so
-the round trip up and down takes a couple of minutes instead of ten.
+local cluster shortens the HPA sync period (5 s).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.manifests import KWOK_CPU_ANNOTATION, container, deployment
-from tests.support.kube import Kube, wait_until
+from tests.support.kube import Kube
+from tests.support.manifests import KWOK_CPU_ANNOTATION, container, deployment
+from tests.support.waiting import wait_until
 
 MAX_REPLICAS = 4
 
@@ -55,7 +57,7 @@ def replicas(kube: Kube, namespace: str, name: str) -> int:
 
 
 @pytest.mark.kwok
-def test_hpa_scales_up_on_cpu_and_back_down(kube: Kube, namespace: str) -> None:
+def test_hpa_scales_up_on_cpu_from_metrics_server(kube: Kube, namespace: str) -> None:
     # CPU usage is simulated with a kwok annotation; on other clusters deselect this
     # test with -m "not kwok" (make test-kind does).
     assert kube.kwok, "needs kwok nodes to simulate CPU usage: run with -m 'not kwok'"
@@ -90,29 +92,4 @@ def test_hpa_scales_up_on_cpu_and_back_down(kube: Kube, namespace: str) -> None:
         interval=2,
         what=f"the HPA to scale {name} up to {MAX_REPLICAS}",
     )
-    up = time.monotonic() - start
-    kube.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=120s")
-
-    start = time.monotonic()
-    set_usage(kube, namespace, name, "5m")
-    wait_until(
-        lambda: replicas(kube, namespace, name) == 1,
-        timeout=300,
-        interval=2,
-        what=f"the HPA to scale {name} back down to 1",
-    )
-    down = time.monotonic() - start
-    sys.stderr.write(f"\n[hpa] scaled up in {up:.0f}s, down in {down:.0f}s\n")
-
-    events = kube.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        f"involvedObject.name={name}",
-        "-o",
-        "json",
-    )
-    reasons = {e.get("reason") for e in json.loads(events.stdout)["items"]}
-    assert "SuccessfulRescale" in reasons
+    sys.stderr.write(f"\n[hpa] scaled up in {time.monotonic() - start:.0f}s\n")

@@ -15,7 +15,8 @@ from typing import Any
 
 from tests.devloop import skaffoldcfg
 from tests.devloop.skaffoldcfg import REPO_ROOT, effective, load, release
-from tests.support.kube import Kube, wait_until
+from tests.support.kube import Kube
+from tests.support.waiting import wait_until
 
 SERVER = "app.kubernetes.io/component=server"
 

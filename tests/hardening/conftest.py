@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from tests.app.conftest import api, api_factory, logs  # noqa: F401 - the service's fixtures
-from tests.hardening.server import Server
+from tests.hardening.server import hardening_env
+from tests.support.server import AppServer
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start `python -m app serve` processes; each is killed after the test if it is
-    still running. ``env`` adds FASTSHIP_* settings."""
-    started: list[Server] = []
-
-    def start(database_url: str, **env: str) -> Server:
-        server = Server(
-            database_url=database_url,
-            log_path=tmp_path / f"server-{len(started)}.log",
-            env=env,
-        )
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.kill()
+def server_factory(app_servers: Callable[..., AppServer]) -> Callable[..., AppServer]:
+    """``start(database_url, **env)``: a ready `python -m app serve` process; ``env``
+    adds FASTSHIP_* settings. Each is stopped after the test."""
+    return lambda database_url, **env: app_servers(hardening_env(database_url, **env))
 
 
 @pytest.fixture
-def server(server_factory: Callable[..., Server], pg_database: str) -> Server:
+def server(server_factory: Callable[..., AppServer], pg_database: str) -> AppServer:
     return server_factory(pg_database)
 
 

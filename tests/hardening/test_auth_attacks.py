@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 
 from tests.app.conftest import PASSWORD, Api
-from tests.hardening.server import Server, signup_and_login
+from tests.hardening.server import signup_and_login
+from tests.support.server import AppServer
 
 TOKEN_URL = "/api/v1/auth/token"
 
@@ -24,7 +25,7 @@ def _login(api: Api, email: str, password: str) -> Any:
     return api.client.post(TOKEN_URL, data={"username": email, "password": password})
 
 
-def test_concurrent_guesses_cannot_exceed_the_failure_limit(server: Server) -> None:
+def test_concurrent_guesses_cannot_exceed_the_failure_limit(server: AppServer) -> None:
     """40 wrong passwords for one email at once, on a real server: only as many reach a
     password check as the limit allows (5 by default); the rest are refused with 429.
     (Counting the failure after the slow password check let every one of them through.)"""

@@ -17,14 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.hardening.server import Server, signup_and_login, sql
+from tests.hardening.server import signup_and_login, sql
+from tests.support.server import AppServer
+from tests.support.waiting import wait_until
 
 TOKEN_URL = "/api/v1/auth/token"
 BURST_CONNECTIONS = 30
 
 
 def test_database_requests_succeed_during_a_burst_of_unknown_email_logins(
-    server_factory: Callable[..., Server], pg_database: str
+    server_factory: Callable[..., AppServer], pg_database: str
 ) -> None:
     server = server_factory(
         pg_database,
@@ -37,12 +39,10 @@ def test_database_requests_succeed_during_a_burst_of_unknown_email_logins(
 
     stop = threading.Event()
     logins: Counter[int] = Counter()
-    in_flight = threading.Semaphore(0)
 
     def burst(n: int) -> None:
         with httpx.Client(base_url=server.base_url, timeout=60) as client:
             time.sleep(n * 0.02)  # arriving over 0.6 s, as a burst on 30 connections does
-            in_flight.release()
             for _ in range(200):  # bounded; stopped much earlier
                 if stop.is_set():
                     return
@@ -53,9 +53,13 @@ def test_database_requests_succeed_during_a_burst_of_unknown_email_logins(
     answers: list[tuple[str, int]] = []
     with ThreadPoolExecutor(max_workers=BURST_CONNECTIONS) as pool:
         workers = [pool.submit(burst, n) for n in range(BURST_CONNECTIONS)]
-        for _ in range(BURST_CONNECTIONS):
-            in_flight.acquire(timeout=30)
-        time.sleep(0.5)  # every burst connection has a login waiting for argon2
+        # Every burst connection has a login in the server (one may be between two).
+        wait_until(
+            lambda: server.requests_in_flight() >= BURST_CONNECTIONS - 1,
+            timeout=30,
+            interval=0.05,
+            what="the burst's logins in flight",
+        )
         try:
             with httpx.Client(base_url=server.base_url, timeout=30) as client:
                 for n in range(15):
@@ -78,7 +82,7 @@ def test_database_requests_succeed_during_a_burst_of_unknown_email_logins(
 
 
 def test_login_counters_of_unknown_emails_are_swept_once_their_window_passes(
-    server_factory: Callable[..., Server], pg_database: str
+    server_factory: Callable[..., AppServer], pg_database: str
 ) -> None:
     server = server_factory(pg_database, FASTSHIP_LOGIN_FAILURE_WINDOW_SECONDS="1")
     emails = [f"gone-{uuid.uuid4().hex}@example.com" for _ in range(5)]
@@ -91,17 +95,22 @@ def test_login_counters_of_unknown_emails_are_swept_once_their_window_passes(
         ][0]
         assert counted == 5
         # The server's sweep ran at its first login, when these did not exist yet; a
-        # restarted server sweeps at its first login too.
-        time.sleep(1.2)
-        server.terminate()
+        # restarted server sweeps at its first login too, once their window has passed.
+        wait_until(
+            lambda: (
+                not sql(
+                    pg_database,
+                    "SELECT 1 FROM login_throttle WHERE email LIKE 'gone-%'"
+                    " AND window_started_at >= now() - interval '1 second'",
+                )
+            ),
+            timeout=10,
+            interval=0.05,
+            what="the counters' failure window to pass",
+        )
+        assert server.terminate() == 0
         server.start()
         client.post(TOKEN_URL, data={"username": "someone@example.com", "password": "x y z"})
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            left = sql(
-                pg_database, "SELECT count(*) FROM login_throttle WHERE email LIKE 'gone-%'"
-            )[0][0]
-            if left == 0:
-                break
-            time.sleep(0.1)
-        assert left == 0
+        server.wait_for_record(msg="login counters swept")
+        left = sql(pg_database, "SELECT count(*) FROM login_throttle WHERE email LIKE 'gone-%'")
+        assert left[0][0] == 0

@@ -4,7 +4,6 @@ in flight."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
@@ -17,8 +16,10 @@ from typing import Any
 
 import httpx
 
-from tests.hardening.server import PASSWORD, Server, signup_and_login, sql
+from tests.hardening.server import PASSWORD, signup_and_login, sql
 from tests.support.postgres import PostgresServer
+from tests.support.server import AppServer
+from tests.support.waiting import wait_until
 
 ERROR_KEYS = {"code", "message", "details", "request_id"}
 
@@ -28,7 +29,7 @@ class Load:
     """Writers and readers hammering the item endpoints from threads, recording every
     answer. Bounded: it stops when told, or after ``limit`` seconds."""
 
-    server: Server
+    server: AppServer
     headers: dict[str, str]
     workers: int = 6
     limit: float = 60.0
@@ -100,24 +101,15 @@ class Load:
                 self.problems.append(f"{what}: 503 without Retry-After")
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
-def test_postgres_outage_under_load(server: Server, pg_server: PostgresServer) -> None:
+def test_postgres_outage_under_load(server: AppServer, pg_server: PostgresServer) -> None:
     with httpx.Client(base_url=server.base_url, timeout=30) as probe:
         owner, headers = signup_and_login(probe, server.database_url)
         load = Load(server, headers).start()
         try:
-            _wait_for(lambda: load.count(201) >= 150, 60, "writes before the outage")
+            wait_until(lambda: load.count(201) >= 150, timeout=60, interval=0.1, what="writes")
             pg_server.stop()
             try:
-                _wait_for(lambda: load.count(503) >= 20, 30, "503s during the outage")
+                wait_until(lambda: load.count(503) >= 20, timeout=30, interval=0.1, what="503s")
                 ready = probe.get("/readyz")
                 assert ready.status_code == 503
                 assert ready.json()["code"] == "database_unavailable"
@@ -127,10 +119,20 @@ def test_postgres_outage_under_load(server: Server, pg_server: PostgresServer) -
                 before_recovery = load.count(201)
             finally:
                 pg_server.start()
-            recovered_in = _wait_for(
-                lambda: probe.get("/readyz").status_code == 200, 30, "/readyz after the outage"
+            restarted = time.monotonic()
+            wait_until(
+                lambda: probe.get("/readyz").status_code == 200,
+                timeout=30,
+                interval=0.1,
+                what="/readyz after the outage",
             )
-            _wait_for(lambda: load.count(201) >= before_recovery + 50, 30, "writes after it")
+            recovered_in = time.monotonic() - restarted
+            wait_until(
+                lambda: load.count(201) >= before_recovery + 50,
+                timeout=30,
+                interval=0.1,
+                what="writes after the outage",
+            )
         finally:
             load.finish()
     assert server.process.poll() is None, "the server died"
@@ -164,7 +166,7 @@ WRITES_CHECKED: list[int] = []
 
 
 def test_sigterm_drains_requests_in_flight(
-    server_factory: Callable[..., Server], pg_database: str
+    server_factory: Callable[..., AppServer], pg_database: str
 ) -> None:
     """Logins with the production argon2 cost queue behind the hashing limit, so they
     are still in flight when SIGTERM arrives: every one must complete with 200, and the
@@ -209,10 +211,16 @@ def test_sigterm_drains_requests_in_flight(
     with ThreadPoolExecutor(max_workers=logins + 2) as pool:
         readers = [pool.submit(read) for _ in range(2)]
         # The readers are under way before the logins queue up and the signal comes.
-        _wait_for(lambda: len(reader_results) >= 2, 30, "the readers' first answers")
+        wait_until(
+            lambda: len(reader_results) >= 2, timeout=30, interval=0.1, what="readers' answers"
+        )
         pending = [pool.submit(login, i) for i in range(logins)]
-        with httpx.Client(base_url=server.base_url, timeout=30) as c:
-            _wait_for(lambda: _in_flight(c) >= logins, 30, "logins in flight before SIGTERM")
+        wait_until(
+            lambda: server.requests_in_flight() >= logins,
+            timeout=30,
+            interval=0.1,
+            what="the logins in flight before SIGTERM",
+        )
         sigterm_at.append(time.monotonic())
         exit_code = server.terminate(timeout=120)
         stop.set()
@@ -225,10 +233,3 @@ def test_sigterm_drains_requests_in_flight(
     accepted = [o for started, o in reader_results if started < sigterm_at[0] - 0.3]
     assert accepted, "the readers sent nothing before SIGTERM"
     assert set(accepted) == {"200"}, Counter(accepted)
-
-
-def _in_flight(client: httpx.Client) -> float:
-    text = client.get("/metrics").text
-    match = re.search(r"^fastship_http_requests_in_flight (\S+)$", text, re.MULTILINE)
-    # The /metrics request itself is in flight while it renders.
-    return float(match.group(1)) - 1 if match else 0.0

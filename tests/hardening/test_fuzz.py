@@ -43,8 +43,9 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import create_app
 from tests.app.conftest import make_settings
-from tests.hardening.server import Server, signup_and_login
+from tests.hardening.server import hardening_server, signup_and_login
 from tests.support.postgres import PostgresServer
+from tests.support.server import AppServer
 
 MAX_EXAMPLES = 12
 STATEFUL_STEPS = 25
@@ -97,7 +98,7 @@ def cases_run() -> Counter[str]:
 @pytest.fixture(
     scope="module", params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"]
 )
-def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Server]:
+def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[AppServer]:
     work = Path(tmp_path_factory.mktemp("fuzz"))
     env: dict[str, str] = {}
     if request.param == "postgres":
@@ -107,11 +108,11 @@ def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterat
     else:
         url = f"sqlite:///{work / 'fastship.db'}"
         env["FASTSHIP_AUTO_MIGRATE"] = "true"
-    server = Server(database_url=url, log_path=work / "server.log", env=env).start()
+    server = hardening_server(url, work / "server.log", **env).start()
     try:
         yield server
     finally:
-        server.kill()
+        server.stop()
     # A 5xx leaves a traceback in the server's log: show it with the failure.
     assert '"level": "error"' not in server.log_text(), server.log_text()[-6000:]
 
@@ -120,7 +121,7 @@ class Callers:
     """A bearer header per caller, replaced when the fuzzer revoked it (an admin may
     disable, demote or delete the fuzzing accounts, or change their password)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: AppServer) -> None:
         self.server = server
         self.client = httpx.Client(base_url=server.base_url, timeout=30)
         self._headers: dict[str, dict[str, str]] = {}
@@ -139,7 +140,7 @@ class Callers:
 
 
 @pytest.fixture(scope="module")
-def callers(fuzz_server: Server) -> Callers:
+def callers(fuzz_server: AppServer) -> Callers:
     return Callers(fuzz_server)
 
 
@@ -154,7 +155,7 @@ schema = schemathesis.openapi.from_dict(_openapi())
 
 
 @pytest.fixture(scope="module")
-def api_schema(fuzz_server: Server) -> Any:
+def api_schema(fuzz_server: AppServer) -> Any:
     served = httpx.get(f"{fuzz_server.base_url}/openapi.json").json()
     assert served == _openapi(), "the served OpenAPI differs from the one fuzzed"
     return schema

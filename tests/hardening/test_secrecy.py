@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import jwt
 
-from tests.hardening.server import SIGNING_KEY, Server, sql
+from tests.hardening.server import SIGNING_KEY, sql
 from tests.support.postgres import PostgresServer
+from tests.support.server import AppServer
 
 DB_PASSWORD = "db-pa55word-" + uuid.uuid4().hex
 FIRST_PASSWORD = "first-secret-" + uuid.uuid4().hex[:12]
@@ -35,7 +36,7 @@ def _with_password(url: str, password: str) -> str:
 
 
 def _full_run(
-    client: httpx.Client, server: Server, pg: PostgresServer
+    client: httpx.Client, server: AppServer, pg: PostgresServer
 ) -> tuple[list[httpx.Response], list[str]]:
     seen: list[httpx.Response] = []
 
@@ -154,7 +155,7 @@ def _full_run(
 
 
 def test_no_secret_in_logs_bodies_or_headers(
-    server_factory: Callable[..., Server], pg_database: str, pg_server: PostgresServer
+    server_factory: Callable[..., AppServer], pg_database: str, pg_server: PostgresServer
 ) -> None:
     server = server_factory(_with_password(pg_database, DB_PASSWORD), FASTSHIP_LOG_LEVEL="DEBUG")
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -185,7 +186,7 @@ def test_no_secret_in_logs_bodies_or_headers(
             assert secret not in exposed, f"{name} in the answer to {response.request.url.path}"
 
 
-def test_security_headers_on_every_response(server: Server) -> None:
+def test_security_headers_on_every_response(server: AppServer) -> None:
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         email = f"hdr{uuid.uuid4().hex[:8]}@example.com"
         client.post("/api/v1/users/signup", json={"email": email, "password": FIRST_PASSWORD})

@@ -17,7 +17,8 @@ import pytest
 
 from tests.image.conftest import NUMBERS, Image
 from tests.image.engine import Engine, http_get, port_open, running
-from tests.support.waiting import free_port
+from tests.support.server import requests_in_flight
+from tests.support.waiting import free_port, wait_until
 
 pytestmark = [pytest.mark.image, pytest.mark.postgres, pytest.mark.slow]
 
@@ -209,12 +210,20 @@ def test_sigterm_lets_a_slow_request_finish(
         server.wait_ready()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(request_head(len(body)) + body[:10])
-            time.sleep(0.5)  # the server has the request line and headers
+            # The server has the request line and headers: the request is in flight.
+            wait_until(
+                lambda: requests_in_flight(f"http://127.0.0.1:{port}") >= 1,
+                timeout=10,
+                interval=0.05,
+                what="the slow request in flight",
+            )
             server.signal("TERM")
-            deadline = time.monotonic() + 10
-            while port_open(port) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not port_open(port), "the server still accepts connections after SIGTERM"
+            wait_until(
+                lambda: not port_open(port),
+                timeout=10,
+                interval=0.05,
+                what="the server to stop accepting connections after SIGTERM",
+            )
             # The rest of the body trickles in over about a second.
             for start in range(10, len(body), 8):
                 sock.sendall(body[start : start + 8])

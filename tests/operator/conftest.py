@@ -18,7 +18,9 @@ import pytest
 from kopf.testing import KopfRunner
 
 from tests.operator.harness import install_crds, service_account_kubeconfig
-from tests.support.kube import Kube, wait_until
+from tests.support.conditions import condition_is
+from tests.support.kube import Kube
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -129,13 +131,6 @@ def items(kube: Kube, kind: str, namespace: str, selector: str | None = None) ->
     return list(kube.get(kind, namespace=namespace, selector=selector)["items"])
 
 
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or ():
-        if cond.get("type") == type_:
-            return dict(cond)
-    return {}
-
-
 def events(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
     return [
         e
@@ -165,7 +160,7 @@ def wait_applied(
         "appconfig",
         name,
         namespace,
-        lambda obj: condition(obj, "Applied").get("status") == "True",
+        condition_is("Applied", status="True"),
         what,
         timeout,
     )

@@ -6,9 +6,11 @@ import json
 import time
 from typing import Any
 
-from tests.cluster.manifests import deployment
-from tests.operator.conftest import Operator, condition, events, get, items, wait_applied, wait_for
-from tests.support.kube import Kube, wait_until
+from tests.operator.conftest import Operator, events, get, items, wait_applied, wait_for
+from tests.support.conditions import condition, condition_is
+from tests.support.kube import Kube
+from tests.support.manifests import deployment
+from tests.support.waiting import wait_until
 
 HASH = "fastship.dev/config-hash"
 ANNOTATIONS = "/spec/template/metadata/annotations"
@@ -167,7 +169,7 @@ def test_invalid_config_changes_nothing(kube: Kube, operator: Operator) -> None:
         "appconfig",
         "app",
         ns,
-        lambda a: condition(a, "Valid").get("status") == "False",
+        condition_is("Valid", status="False"),
         "AppConfig Valid=False",
     )
     valid = condition(invalid, "Valid")
@@ -208,7 +210,7 @@ def test_secret_field_alone_is_refused(kube: Kube, operator: Operator) -> None:
         "appconfig",
         "app",
         ns,
-        lambda a: condition(a, "Valid").get("status") == "False",
+        condition_is("Valid", status="False"),
         "AppConfig with a secret refused",
     )
     message = condition(invalid, "Valid")["message"]
@@ -225,7 +227,7 @@ def test_missing_deployment_is_applied_when_it_appears(kube: Kube, operator: Ope
         "appconfig",
         "app",
         ns,
-        lambda a: condition(a, "Applied").get("reason") == "DeploymentNotFound",
+        condition_is("Applied", reason="DeploymentNotFound"),
         "Applied=False DeploymentNotFound",
     )
     assert condition(waiting, "Valid")["status"] == "True"

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastship_operator import appconfigs as ac
 from fastship_operator.conditions import Condition
+from tests.support.conditions import condition
 
 UID = "9b1c0f7e-0000-4000-8000-000000000002"
 
@@ -99,10 +100,6 @@ def test_deployment_patch_touches_one_annotation() -> None:
     assert ac.deployment_hash({"spec": {"template": {}}}) is None
 
 
-def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
-
-
 def test_invalid_status_keeps_the_applied_configuration() -> None:
     previous = {
         "configHash": "1111",
@@ -125,12 +122,12 @@ def test_invalid_status_keeps_the_applied_configuration() -> None:
     )
     assert status["configHash"] == "1111"
     assert status["observedGeneration"] == 5
-    valid = cond(status, "Valid")
+    valid = condition(status, "Valid")
     assert valid["status"] == "False"
     assert valid["reason"] == "InvalidSettings"
     assert valid["message"].startswith("1 problem(s): log_level")
-    assert cond(status, "Applied")["status"] == "False"
-    assert "(hash 1111) stays in place" in cond(status, "Applied")["message"]
+    assert condition(status, "Applied")["status"] == "False"
+    assert "(hash 1111) stays in place" in condition(status, "Applied")["message"]
 
 
 def test_valid_status() -> None:
@@ -149,8 +146,8 @@ def test_valid_status() -> None:
         configmap="fastship-config",
         now="t",
     )
-    assert cond(status, "Valid")["status"] == "True"
-    assert cond(status, "Applied") == {
+    assert condition(status, "Valid")["status"] == "True"
+    assert condition(status, "Applied") == {
         "type": "Applied",
         "status": "True",
         "reason": "Applied",

@@ -24,10 +24,12 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.manifests import KWOK_FAIL_LABEL
-from tests.operator.conftest import Operator, condition, get, items, wait_applied, wait_for
+from tests.operator.conftest import Operator, get, items, wait_applied, wait_for
 from tests.operator.harness import token_kubeconfig
-from tests.support.kube import REPO_ROOT, Kube, wait_until
+from tests.support.conditions import condition
+from tests.support.kube import REPO_ROOT, Kube
+from tests.support.manifests import KWOK_FAIL_LABEL
+from tests.support.waiting import wait_until
 
 CHART = REPO_ROOT / "charts" / "fastship"
 RELEASE = "shop"

@@ -33,7 +33,7 @@ from fastship_operator.kube import (
 from tests.operator.conftest import get
 from tests.operator.harness import OPERATOR_SA, service_account_kubeconfig, token_kubeconfig
 from tests.support.kube import Kube as Cluster
-from tests.support.kube import wait_until
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.cluster.manifests import KWOK_FAIL_LABEL
-from tests.operator.conftest import Operator, condition, events, get, items, wait_for
-from tests.support.kube import REPO_ROOT, Kube, wait_until
+from tests.operator.conftest import Operator, events, get, items, wait_for
+from tests.support.conditions import condition
+from tests.support.kube import REPO_ROOT, Kube
+from tests.support.manifests import KWOK_FAIL_LABEL
+from tests.support.waiting import wait_until
 
 IMAGE = "registry.example/fastship:1.0.0"
 SELECTOR = "fastship.dev/migration=app"

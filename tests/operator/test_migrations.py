@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fastship_operator import migrations as mg
+from tests.support.conditions import condition
 
 UID = "1f0c7a52-0000-4000-8000-000000000001"
 
@@ -258,10 +259,6 @@ def test_running_pending_and_stuck() -> None:
 # --- status -------------------------------------------------------------------------------
 
 
-def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
-
-
 def test_status_conditions_per_phase() -> None:
     now = "2024-05-01T10:00:00Z"
     running = mg.build_status(
@@ -273,11 +270,11 @@ def test_status_conditions_per_phase() -> None:
     )
     assert running["phase"] == "Running"
     assert running["observedGeneration"] == 3
-    assert (cond(running, "Ready")["status"], cond(running, "Reconciling")["status"]) == (
+    assert (condition(running, "Ready")["status"], condition(running, "Reconciling")["status"]) == (
         "False",
         "True",
     )
-    assert cond(running, "Stalled")["status"] == "False"
+    assert condition(running, "Stalled")["status"] == "False"
     assert all(c["observedGeneration"] == 3 for c in running["conditions"])
 
     done = mg.build_status(
@@ -288,7 +285,7 @@ def test_status_conditions_per_phase() -> None:
         now="2024-05-01T10:05:00Z",
     )
     assert done["appliedRevision"] == "r1"
-    assert cond(done, "Ready") == {
+    assert condition(done, "Ready") == {
         "type": "Ready",
         "status": "True",
         "reason": "Migrated",
@@ -296,7 +293,9 @@ def test_status_conditions_per_phase() -> None:
         "observedGeneration": 3,
         "lastTransitionTime": "2024-05-01T10:05:00Z",
     }
-    assert cond(done, "Stalled")["lastTransitionTime"] == now, "unchanged status keeps its time"
+    assert condition(done, "Stalled")["lastTransitionTime"] == now, (
+        "unchanged status keeps its time"
+    )
 
     failed = mg.build_status(
         previous=None,
@@ -305,9 +304,9 @@ def test_status_conditions_per_phase() -> None:
         outcome=mg.JobOutcome(mg.FAILED, "BackoffLimitExceeded", "Job k failed"),
         now=now,
     )
-    assert cond(failed, "Stalled")["status"] == "True"
-    assert cond(failed, "Ready")["reason"] == "BackoffLimitExceeded"
-    assert cond(failed, "Reconciling")["status"] == "False"
+    assert condition(failed, "Stalled")["status"] == "True"
+    assert condition(failed, "Ready")["reason"] == "BackoffLimitExceeded"
+    assert condition(failed, "Reconciling")["status"] == "False"
     assert "appliedRevision" not in failed
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.operator.conftest import Operator, condition, get, wait_applied, wait_for
+from tests.operator.conftest import Operator, get, wait_applied, wait_for
 from tests.operator.harness import OPERATOR_SA, bind_operator_role
 from tests.operator.test_appconfig_cluster import (
     appconfig,
@@ -20,14 +21,11 @@ from tests.operator.test_appconfig_cluster import (
     template_hash,
 )
 from tests.operator.test_migration_cluster import IMAGE, migration, phase_is
-from tests.support.kube import Kube, wait_until
-from tests.support.waiting import free_port
+from tests.support.conditions import condition, condition_is
+from tests.support.kube import Kube
+from tests.support.waiting import free_port, wait_until
 
 INSTANCE = "app.kubernetes.io/instance"
-
-
-def reason_is(type_: str, reason: str) -> Any:
-    return lambda obj: condition(obj, type_).get("reason") == reason
 
 
 def loading(dep: dict[str, Any], *configmaps: str) -> dict[str, Any]:
@@ -44,11 +42,23 @@ def test_a_second_appconfig_on_one_deployment_is_refused_naming_the_first(
     kube.apply(loading(restricted_deployment(), "second-config"), namespace=ns)
     kube.apply(appconfig({"log_level": "DEBUG"}), namespace=ns)
     first = wait_applied(kube, ns, "the first AppConfig Applied")
-    time.sleep(1.1)  # a later creationTimestamp (seconds precision)
+    # A later creationTimestamp (seconds precision): the clock past the first's second.
+    created = datetime.fromisoformat(first["metadata"]["creationTimestamp"])
+    wait_until(
+        lambda: datetime.now(UTC) >= created + timedelta(seconds=1),
+        timeout=5,
+        interval=0.05,
+        what="the next second of the clock",
+    )
     kube.apply(appconfig({"log_level": "WARNING"}, name="second"), namespace=ns)
 
     second = wait_for(
-        kube, "appconfig", "second", ns, reason_is("Applied", "DeploymentClaimed"), "refused"
+        kube,
+        "appconfig",
+        "second",
+        ns,
+        condition_is("Applied", reason="DeploymentClaimed"),
+        "refused",
     )
     message = condition(second, "Applied")["message"]
     assert "configured by AppConfig app" in message, message
@@ -135,7 +145,12 @@ def test_settings_that_cannot_take_effect_or_break_pods_are_refused(
     )  # metadata only: no new generation, but an event
     kube.apply(appconfig({"log_level": "INFO", "auto_migrate": "true"}), namespace=ns)
     gated = wait_for(
-        kube, "appconfig", "app", ns, reason_is("Valid", "ConflictsWithDeployment"), "gated"
+        kube,
+        "appconfig",
+        "app",
+        ns,
+        condition_is("Valid", reason="ConflictsWithDeployment"),
+        "gated",
     )
     assert "Migration app gates Deployment app" in condition(gated, "Valid")["message"]
 
@@ -224,7 +239,12 @@ def test_a_migration_runs_only_the_image_of_the_deployment_it_gates(
     operator.restart(FASTSHIP_OPERATOR_ALLOWED_IMAGES="")
     kube.apply(migration(), namespace=ns)
     refused = wait_for(
-        kube, "migration", "app", ns, reason_is("Ready", "ImageNotAllowed"), "no Deployment yet"
+        kube,
+        "migration",
+        "app",
+        ns,
+        condition_is("Ready", reason="ImageNotAllowed"),
+        "no Deployment yet",
     )
     assert "waiting for Deployment app" in refused["status"]["message"]
 

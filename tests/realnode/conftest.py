@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from tests.image.engine import BASE_IMAGE_SCRIPT, REPO, Engine
+from tests.support.conditions import condition
 from tests.support.kube import RESTRICTED_LABELS, Kube, tools_bin
 from tests.web.conftest import web_dist  # noqa: F401 - the Dockerfile copies web/dist
 
@@ -279,8 +280,7 @@ def image_values(images: dict[str, str], tag: str = "realnode") -> list[str]:
 
 
 def ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return condition(pod, "Ready").get("status") == "True"
 
 
 def local_volume(node: Node, namespace: str) -> None:

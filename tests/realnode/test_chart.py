@@ -19,7 +19,8 @@ import pytest
 
 from tests.image.engine import REPO, Engine, copy_context
 from tests.realnode.conftest import CHART, FULLNAME, NUMBERS, RELEASE, Release, ready
-from tests.support.kube import wait_until
+from tests.support.conditions import condition
+from tests.support.waiting import wait_until
 
 
 def test_install_runs_every_part_for_real(release: Release) -> None:
@@ -32,8 +33,7 @@ def test_install_runs_every_part_for_real(release: Release) -> None:
 
     # The Migration's Job really ran `migrate`, which reported the revision it reached.
     (migration,) = release.get("migrations")["items"]
-    conditions = {c["type"]: c for c in migration["status"]["conditions"]}
-    assert conditions["Ready"]["status"] == "True", migration["status"]
+    assert condition(migration, "Ready")["status"] == "True", migration["status"]
     job = release.get("job", migration["status"]["jobName"])
     assert job["status"].get("succeeded") == 1, job["status"]
     job_pods = release.get("pods", "-l", f"job-name={job['metadata']['name']}")["items"]
@@ -338,8 +338,7 @@ def test_appconfig_change_rolls_the_pods_and_shows_in_the_api(release: Release) 
     )  # fmt: skip
 
     def refused() -> str | None:
-        status = release.get("appconfig", FULLNAME).get("status", {})
-        valid = {c["type"]: c for c in status.get("conditions", [])}.get("Valid", {})
+        valid = condition(release.get("appconfig", FULLNAME), "Valid")
         return valid.get("message") if valid.get("status") == "False" else None
 
     message = wait_until(refused, timeout=60, interval=1, what="the AppConfig to be refused")

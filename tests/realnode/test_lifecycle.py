@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.realnode.conftest import REALNODE, Node, script
-from tests.support.kube import tools_bin, wait_until
+from tests.support.kube import tools_bin
+from tests.support.waiting import wait_until
 
 SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 

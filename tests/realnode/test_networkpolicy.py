@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.realnode.conftest import APP_IMAGE, CHART, FULLNAME, Node, Release
-from tests.support.kube import wait_until
+from tests.support.waiting import wait_until
 
 PROBE = r"""
 import socket, struct, sys

@@ -27,6 +27,7 @@ import pytest
 from tests.image.engine import REPO, Engine
 from tests.realnode.conftest import NUMBERS, Node, ready
 from tests.support.kube import tools_bin
+from tests.support.waiting import wait_until
 
 NAMESPACE = "fastship"
 RELEASE = "fastship"
@@ -62,13 +63,17 @@ def wait_http(
 ) -> float:
     """Poll URL until `accept(status, body)`; returns the seconds it took."""
     started = time.monotonic()
-    last: tuple[int, str] = (0, "")
-    while time.monotonic() - started < timeout:
-        last = get(node, url)
-        if accept(*last):
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s; last answer of {url}: {last}")
+    last: list[tuple[int, str]] = [(0, "")]
+
+    def accepted() -> bool:
+        last[0] = get(node, url)
+        return accept(*last[0])
+
+    try:
+        wait_until(accepted, timeout=timeout, interval=0.5, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last answer of {url}: {last[0]}") from None
+    return time.monotonic() - started
 
 
 class Skaffold:
@@ -320,7 +325,9 @@ def test_prod_profile_deploys_with_the_hpa(
     deployment = kubectl_json(node, "get", "deployment", RELEASE)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    deadline = time.monotonic() + 300
-    while sum(ready(p) for p in server_pods(node)) < 2:
-        assert time.monotonic() < deadline, "the HPA's two replicas are not Ready within 300s"
-        time.sleep(2)
+    wait_until(
+        lambda: sum(ready(p) for p in server_pods(node)) >= 2,
+        timeout=300,
+        interval=2,
+        what="the HPA's two replicas Ready",
+    )

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.support.waiting import wait_until as wait_until  # the tests import it from here
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO_ROOT / "tools" / "cluster.sh"

@@ -50,7 +50,7 @@ def redis_server() -> Iterator[str]:
             except redis.ConnectionError:
                 return False
 
-        wait_until(answers, timeout=10, interval=0.05, what="redis-server to answer")
+        wait_until(answers, timeout=10, interval=0.05, what="redis-server to answer PING")
         client.close()
         yield f"redis://127.0.0.1:{port}/0"
     finally:

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hardening.server import PASSWORD, Server, signup_and_login
+from tests.hardening.server import PASSWORD, hardening_server, signup_and_login
 from tests.support.postgres import PostgresServer
+from tests.support.server import AppServer
 from tests.web.apitypes import REPO, WEB
 
 CHROMIUM = Path(os.environ.get("FASTSHIP_CHROMIUM", "/usr/bin/chromium"))
@@ -66,21 +67,20 @@ def web_server(
     pg_server: PostgresServer,
     _pg_template: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Server]:
+) -> Iterator[AppServer]:
     """`python -m app serve` on a loopback port and a fresh database at the schema head."""
     url = pg_server.url(pg_server.create_database(template=_pg_template))
-    server = Server(database_url=url, log_path=tmp_path_factory.mktemp("web") / "server.log")
-    server.start()
+    server = hardening_server(url, tmp_path_factory.mktemp("web") / "server.log")
     try:
-        yield server
+        yield server.start()
     finally:
-        server.kill()
+        server.stop()
 
 
 class Accounts:
     """Accounts made through the API of the running service."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: AppServer) -> None:
         self.server = server
         self.client = httpx.Client(base_url=server.base_url, timeout=30)
 
@@ -93,7 +93,7 @@ class Accounts:
 
 
 @pytest.fixture
-def accounts(web_server: Server) -> Iterator[Accounts]:
+def accounts(web_server: AppServer) -> Iterator[Accounts]:
     made = Accounts(web_server)
     try:
         yield made

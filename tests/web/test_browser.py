@@ -20,13 +20,14 @@ import pytest
 
 from app.core.security import Tokens
 from tests.app.conftest import make_settings
-from tests.hardening.server import SIGNING_KEY, Server, sql
+from tests.hardening.server import SIGNING_KEY, sql
+from tests.support.server import AppServer
 from tests.web.apitypes import WEB
 from tests.web.conftest import ARTIFACTS, FLOW_SECONDS, Accounts
 
 
 def node_flow(
-    flow: str, server: Server, chromium: Path, **accounts: str
+    flow: str, server: AppServer, chromium: Path, **accounts: str
 ) -> subprocess.CompletedProcess[str]:
     """Runs web/e2e/<flow>.mjs with node."""
     env = {
@@ -48,7 +49,7 @@ def node_flow(
     )
 
 
-def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict[str, object]:
+def run_flow(flow: str, server: AppServer, chromium: Path, **accounts: str) -> dict[str, object]:
     """Runs a flow that must pass; its last line of output is its summary."""
     shots = ARTIFACTS / flow
     for old in shots.glob("*.png"):
@@ -67,16 +68,16 @@ def run_flow(flow: str, server: Server, chromium: Path, **accounts: str) -> dict
     return summary
 
 
-def test_signup_login_logout(web_server: Server, chromium: Path, accounts: Accounts) -> None:
+def test_signup_login_logout(web_server: AppServer, chromium: Path, accounts: Accounts) -> None:
     run_flow("auth", web_server, chromium, NEW_EMAIL=accounts.fresh_email())
 
 
-def test_items(web_server: Server, chromium: Path, accounts: Accounts) -> None:
+def test_items(web_server: AppServer, chromium: Path, accounts: Accounts) -> None:
     email, password = accounts.user()
     run_flow("items", web_server, chromium, USER_EMAIL=email, USER_PASSWORD=password)
 
 
-def test_profile_and_password(web_server: Server, chromium: Path, accounts: Accounts) -> None:
+def test_profile_and_password(web_server: AppServer, chromium: Path, accounts: Accounts) -> None:
     email, password = accounts.user()
     other, _ = accounts.user()
     run_flow(
@@ -84,7 +85,7 @@ def test_profile_and_password(web_server: Server, chromium: Path, accounts: Acco
     )
 
 
-def test_admin_users(web_server: Server, chromium: Path, accounts: Accounts) -> None:
+def test_admin_users(web_server: AppServer, chromium: Path, accounts: Accounts) -> None:
     admin, admin_password = accounts.user(admin=True)
     user, password = accounts.user()
     target, target_password = accounts.user()
@@ -102,7 +103,7 @@ def test_admin_users(web_server: Server, chromium: Path, accounts: Accounts) -> 
 
 
 def test_expired_and_revoked_sessions(
-    web_server: Server, chromium: Path, accounts: Accounts
+    web_server: AppServer, chromium: Path, accounts: Accounts
 ) -> None:
     admin, admin_password = accounts.user(admin=True)
     email, password = accounts.user()
@@ -133,7 +134,7 @@ def test_expired_and_revoked_sessions(
     ],
 )
 def test_the_harness_fails_a_broken_page(
-    web_server: Server, chromium: Path, mode: str, reported: str
+    web_server: AppServer, chromium: Path, mode: str, reported: str
 ) -> None:
     """A page that breaks the policy or has a critical accessibility problem fails its
     flow: the checks every flow relies on can fail."""

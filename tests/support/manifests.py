@@ -1,4 +1,4 @@
-"""Small manifest builders for the cluster tests."""
+"""Small manifest builders for the tests that apply objects to a cluster."""
 
 from __future__ import annotations
 
@@ -97,10 +97,3 @@ def pod(name: str, *, security_context: dict[str, Any] | None = None) -> dict[st
         "metadata": {"name": name},
         "spec": {"containers": [container(security_context=security_context)]},
     }
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == type_:
-            return dict(cond)
-    return None
