@@ -221,6 +221,13 @@ def test_sigterm_drains_requests_in_flight(
             interval=0.1,
             what="the logins in flight before SIGTERM",
         )
+        # At least one reader's request started well before the signal (the check below).
+        wait_until(
+            lambda: reader_results[0][0] < time.monotonic() - 0.3,
+            timeout=5,
+            interval=0.05,
+            what="a reader's request 0.3 s older than now",
+        )
         sigterm_at.append(time.monotonic())
         exit_code = server.terminate(timeout=120)
         stop.set()
