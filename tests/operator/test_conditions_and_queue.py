@@ -30,28 +30,34 @@ def test_queue_coalesces_bursts_and_serializes_per_key() -> None:
     running: set[str] = set()
     overlap: list[str] = []
 
-    async def reconcile(key: str) -> float | None:
-        if key in running:
-            overlap.append(key)
-        running.add(key)
-        calls.append(key)
-        await asyncio.sleep(0.05)
-        running.discard(key)
-        return None
-
     async def scenario() -> None:
+        first_run_of_a = asyncio.Event()
+        release = asyncio.Event()
+
+        async def reconcile(key: str) -> float | None:
+            if key in running:
+                overlap.append(key)
+            running.add(key)
+            calls.append(key)
+            if key == "a" and not first_run_of_a.is_set():
+                first_run_of_a.set()
+                await release.wait()
+            running.discard(key)
+            return None
+
         queue: WorkQueue[str] = WorkQueue("test", reconcile)
         for _ in range(10):
             queue.add("a")
         queue.add("b")
-        await asyncio.sleep(0)
+        await first_run_of_a.wait()
         for _ in range(5):
             queue.add("a")  # while "a" runs: exactly one more run
-        await asyncio.sleep(0.3)
+        release.set()
         await queue.idle()
+        assert queue.pending == 0
         await queue.close()
 
-    asyncio.run(scenario())
+    asyncio.run(asyncio.wait_for(scenario(), 10))
     assert not overlap
     assert calls.count("a") == 2
     assert calls.count("b") == 1
@@ -60,21 +66,26 @@ def test_queue_coalesces_bursts_and_serializes_per_key() -> None:
 def test_queue_retries_failures_and_honours_requeue() -> None:
     attempts: list[float] = []
 
-    async def reconcile(key: str) -> float | None:
-        attempts.append(asyncio.get_running_loop().time())
-        if len(attempts) < 3:
-            raise RuntimeError("API server unavailable")
-        if len(attempts) == 3:
-            return 0.1  # poll once more
-        return None
-
     async def scenario() -> None:
+        fourth = asyncio.Event()
+
+        async def reconcile(key: str) -> float | None:
+            attempts.append(asyncio.get_running_loop().time())
+            if len(attempts) < 3:
+                raise RuntimeError("API server unavailable")
+            if len(attempts) == 3:
+                return 0.1  # poll once more
+            fourth.set()
+            return None
+
         queue: WorkQueue[str] = WorkQueue("test", reconcile)
         queue.add("k")
-        await asyncio.sleep(2.5)
+        await fourth.wait()
+        await queue.idle()
+        assert queue.pending == 0  # nothing more scheduled after a run that asks for none
         await queue.close()
 
-    asyncio.run(scenario())
+    asyncio.run(asyncio.wait_for(scenario(), 10))
     assert len(attempts) == 4
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.45  # first backoff 0.5 s
@@ -93,7 +104,11 @@ def test_close_cancels_pending_timers() -> None:
         queue: WorkQueue[str] = WorkQueue("test", reconcile)
         queue.add("later", delay=0.2)
         await queue.close()
-        await asyncio.sleep(0.3)
+        # The loop runs timers in the order they are due: once this one has fired, the
+        # queue's would have too.
+        after = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.25, after.set)
+        await after.wait()
 
-    asyncio.run(scenario())
+    asyncio.run(asyncio.wait_for(scenario(), 10))
     assert calls == []

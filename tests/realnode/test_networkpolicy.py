@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,11 +238,25 @@ def test_networkpolicy_options(node: Node, images: Any, scratch: str) -> None:
     app = standin(node, scratch, "app", labels(name, "server"), {"http": 8000})
     standin(node, scratch, "operator", labels(name, "operator"), {"health": 8080})
 
-    def apply(*values: str) -> None:
-        kube.kubectl("-n", scratch, "delete", "networkpolicy", "--all")
-        for policy in render_policies(node, name, scratch, *values):
+    def apply(*values: str, witness: tuple[str, str, int, str]) -> None:
+        """The chart's policies for these values in place of the last ones (updated in
+        place, the stale ones deleted: no moment without policies), then a wait until
+        ``witness`` (pod, host, port, "open" or "blocked"), a flow whose verdict the
+        change flips, shows the new policies in force."""
+        policies = render_policies(node, name, scratch, *values)
+        for policy in policies:
             kube.apply(policy, namespace=scratch)
-        time.sleep(2)
+        wanted = {policy["metadata"]["name"] for policy in policies}
+        current = kube.get("networkpolicies", namespace=scratch)["items"]
+        for stale in {p["metadata"]["name"] for p in current} - wanted:
+            kube.kubectl("-n", scratch, "delete", "networkpolicy", stale)
+        pod, host, port, verdict = witness
+
+        def in_force() -> bool:
+            outcome = probe(node, scratch, pod, "tcp", host, port)
+            return outcome == "open" if verdict == "open" else outcome in BLOCKED
+
+        wait_until(in_force, timeout=30, interval=0.5, what=f"{pod} -> {host}:{port} {verdict}")
 
     def peer(role: str) -> dict[str, Any]:
         return {"podSelector": {"matchLabels": {"role": role}}}
@@ -252,6 +265,7 @@ def test_networkpolicy_options(node: Node, images: Any, scratch: str) -> None:
     apply(
         "--set-json", f"networkPolicy.ingressFrom={json.dumps([peer('friend')])}",
         "--set-json", f"networkPolicy.extraEgress={json.dumps(extra_egress)}",
+        witness=("foe", pod_ip(app), 8000, "blocked"),
     )  # fmt: skip
     # ingressFrom: only the named clients reach the service.
     assert_open(node, scratch, "friend", "tcp", pod_ip(app), 8000)
@@ -263,7 +277,10 @@ def test_networkpolicy_options(node: Node, images: Any, scratch: str) -> None:
     # The operator's API ports: by default 443 and 6443, so the stand-in API is blocked ...
     assert_blocked(node, scratch, "operator", "tcp", api_ip, 443)
     # ... until its real port is named.
-    apply("--set-json", "networkPolicy.kubeApiPorts=[9443]")
+    apply(
+        "--set-json", "networkPolicy.kubeApiPorts=[9443]",
+        witness=("operator", api_ip, 443, "open"),
+    )  # fmt: skip
     assert_open(node, scratch, "operator", "tcp", api_ip, 443)
     assert_open(node, scratch, "operator", "tcp", pod_ip(api), 9443)
 
@@ -273,6 +290,7 @@ def test_networkpolicy_options(node: Node, images: Any, scratch: str) -> None:
         "--set", "postgresql.external.existingSecret=db",
         "--set", "postgresql.external.port=8000",
         "--set-json", f"postgresql.external.networkPolicyPeers={json.dumps([peer('extra')])}",
+        witness=("app", pod_ip(extra), 8000, "open"),
     )  # fmt: skip
     assert_open(node, scratch, "app", "tcp", pod_ip(extra), 8000)
     assert_blocked(node, scratch, "app", "tcp", pod_ip(friend), 8000)
