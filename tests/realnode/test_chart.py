@@ -9,7 +9,9 @@ tests in this module run in order on that release, as a platform team would meet
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -182,24 +184,48 @@ def stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def start_load(release: Release, out: Path, seconds: float, workers: int = 4) -> Any:
-    proc = release.node.popen(
-        sys.executable, "-m", "tests.realnode.traffic", "load", release.url,
-        "--seconds", str(seconds), "--workers", str(workers), "--out", str(out),
-        stdout=-1, stderr=-1,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "started", (line, proc.stderr.read() if proc.stderr else "")
-    return proc
+class LoadRun:
+    """``traffic load`` running against the release: one line on stdout per acknowledged
+    write, so a test waits for the writes themselves rather than for time to pass."""
 
+    def __init__(self, release: Release, out: Path, seconds: float, workers: int = 4) -> None:
+        self.out = out
+        self.acked = 0
+        self.proc = release.node.popen(
+            sys.executable, "-m", "tests.realnode.traffic", "load", release.url,
+            "--seconds", str(seconds), "--workers", str(workers), "--out", str(out),
+            stdout=-1, stderr=-1,
+        )  # fmt: skip
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for_acks(1)
 
-def finish_load(proc: Any, out: Path) -> dict[str, Any]:
-    proc.terminate()
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+
+    def wait_for_acks(self, more: int, timeout: float = 120) -> None:
+        """Until ``more`` further writes are acknowledged."""
+        target = self.acked + more
+        deadline = time.monotonic() + timeout
+        while self.acked < target:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{self.acked} writes acknowledged, waited for {target}"
+                ) from None
+            if line.startswith("acked "):
+                self.acked = int(line.split()[1])
+
+    def finish(self) -> dict[str, Any]:
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+        err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+        assert self.proc.returncode == 0, err
+        result: dict[str, Any] = json.loads(self.out.read_text())
+        return result
 
 
 def assert_all_present(release: Release, result: dict[str, Any], out: Path) -> None:
@@ -213,9 +239,9 @@ def test_upgrade_under_load_loses_nothing(
 ) -> None:
     out = tmp_path / "load.json"
     old_rs = {p["metadata"]["labels"]["pod-template-hash"] for p in release.app_pods()}
-    proc = start_load(release, out, seconds=240)
+    load = LoadRun(release, out, seconds=240)
     try:
-        time.sleep(3)
+        load.wait_for_acks(20)  # writes flowing through both old pods
         started = time.monotonic()
         tag = next_images["v2"].rsplit(":", 1)[1]
         release.helm(
@@ -225,9 +251,9 @@ def test_upgrade_under_load_loses_nothing(
         NUMBERS["helm upgrade --wait with a migration, under load"] = (
             f"{time.monotonic() - started:.1f} s"
         )
-        time.sleep(3)
+        load.wait_for_acks(20)  # and through the new ones
     finally:
-        result = finish_load(proc, out)
+        result = load.finish()
     NUMBERS["requests during the upgrade (writes acknowledged, failed)"] = (
         f"{result['requests']} ({len(result['acked'])}, {len(result['failures'])})"
     )
@@ -270,12 +296,22 @@ def test_failed_migration_keeps_the_old_pods_serving_and_rollback_returns(
 
     migration = wait_until(failed, timeout=180, interval=2, what="the Migration to fail")
     assert "no_such_function" in migration["status"]["message"]
+
     # The new pods wait in wait-for-schema; the old ones keep serving.
-    time.sleep(5)
+    def waiting_new_pod() -> bool:
+        return any(
+            s.get("name") == "wait-for-schema" and "running" in s.get("state", {})
+            for p in release.app_pods()
+            if p["metadata"]["name"] not in serving
+            for s in p["status"].get("initContainerStatuses", [])
+        )
+
+    wait_until(waiting_new_pod, timeout=120, interval=1, what="a new pod in wait-for-schema")
     assert serving <= {p["metadata"]["name"] for p in release.app_pods() if ready(p)}
     out = tmp_path / "load.json"
-    proc = start_load(release, out, seconds=10, workers=2)
-    result = finish_load(proc, out) if proc.wait(timeout=60) is not None else {}
+    load = LoadRun(release, out, seconds=10, workers=2)
+    load.proc.wait(timeout=60)
+    result = load.finish()
     assert result["failures"] == []
     assert result["acked"]
 
@@ -332,6 +368,7 @@ def test_appconfig_change_rolls_the_pods_and_shows_in_the_api(release: Release) 
 
     # An invalid change is refused in status and rolls nothing.
     serving = {p["metadata"]["name"] for p in release.app_pods()}
+    template = release.get("deployment", FULLNAME)["spec"]["template"]
     release.kubectl(
         "patch", "appconfig", FULLNAME, "--type", "merge",
         "-p", json.dumps({"spec": {"settings": {"log_level": "LOUD"}}}),
@@ -343,7 +380,8 @@ def test_appconfig_change_rolls_the_pods_and_shows_in_the_api(release: Release) 
 
     message = wait_until(refused, timeout=60, interval=1, what="the AppConfig to be refused")
     assert "log_level" in message
-    time.sleep(10)
+    # The reconcile that refused it left the Deployment's pod template as it was.
+    assert release.get("deployment", FULLNAME)["spec"]["template"] == template
     assert {p["metadata"]["name"] for p in release.app_pods()} == serving
     assert openapi_title(release) == "shop on a real node"
     release.kubectl(
@@ -357,18 +395,18 @@ def test_appconfig_change_rolls_the_pods_and_shows_in_the_api(release: Release) 
 
 def test_a_pod_killed_under_load_loses_no_write(release: Release, tmp_path: Path) -> None:
     out = tmp_path / "load.json"
-    proc = start_load(release, out, seconds=60)
+    load = LoadRun(release, out, seconds=60)
     try:
-        time.sleep(3)
+        load.wait_for_acks(20)
         victim = release.app_pods()[0]["metadata"]["name"]
         release.kubectl("delete", "pod", victim, "--wait=false")
         wait_until(
             lambda: len([p for p in release.app_pods() if ready(p)]) >= 2,
             timeout=120, interval=1, what="a replacement pod",
         )  # fmt: skip
-        time.sleep(3)
+        load.wait_for_acks(20)  # writes go on with the replacement
     finally:
-        result = finish_load(proc, out)
+        result = load.finish()
     assert result["failures"] == [], result["failures"][:5]
     assert_all_present(release, result, out)
 

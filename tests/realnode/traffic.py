@@ -77,6 +77,7 @@ class Load:
         self.acked: list[str] = []
         self.failures: list[str] = []
         self.requests = 0
+        self.first_ack = threading.Event()
 
     def _count(self) -> bool:
         with self.lock:
@@ -99,6 +100,9 @@ class Load:
                     item_id = str(response.json()["id"])
                     with self.lock:
                         self.acked.append(item_id)
+                        # One line per acknowledged write: the test follows progress by it.
+                        print("acked", len(self.acked), flush=True)
+                    self.first_ack.set()
                     check = httpx.get(
                         f"{self.url}{API}/items/{item_id}", headers=self.headers, timeout=10
                     )
@@ -124,7 +128,6 @@ def load(url: str, seconds: float, workers: int, out: Path, token: str | None) -
     started = time.monotonic()
     for t in threads:
         t.start()
-    print("started", flush=True)
     for t in threads:
         t.join()
     result = {
