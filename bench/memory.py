@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.service import KEY, ROOT, rss_mb, wait_http
+from bench.service import ROOT, outer_environ, production_env, rss_mb, wait_http
 from tests.support.postgres import PostgresServer
 from tests.support.waiting import free_port
 
@@ -91,20 +91,7 @@ def main() -> int:
     rows: list[tuple[str, float, float, float]] = []
     try:
         db = pg.create_database("bench")
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("FASTSHIP_", "MALLOC_"))},
-            "FASTSHIP_DATABASE_URL": pg.url(db),
-            "FASTSHIP_ENVIRONMENT": "production",
-            "FASTSHIP_JWT_SECRET_KEY": KEY,
-            "FASTSHIP_LOG_LEVEL": "WARNING",
-        }
-        subprocess.run(
-            [sys.executable, "-m", "app", "migrate", "--termination-log", "/nonexistent/t"],
-            env=env,
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-        )
+        env = {**outer_environ(), **production_env(pg.url(db), allocator=False)}
         for n in range(args.rounds):
             order = VARIANTS[n % len(VARIANTS) :] + VARIANTS[: n % len(VARIANTS)]
             for variant in order:

@@ -248,6 +248,31 @@ def start_uvicorn(
     )
 
 
+def outer_environ() -> dict[str, str]:
+    """This process's environment without fastship's settings or glibc's allocator ones."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("FASTSHIP_", "MALLOC_"))}
+
+
+def production_env(database_url: str, *, allocator: bool = True) -> dict[str, str]:
+    """A production worker's settings on ``database_url`` (and the image's allocator
+    setting, unless ``allocator`` is False), once `migrate` has run there."""
+    env = {
+        "FASTSHIP_DATABASE_URL": database_url,
+        "FASTSHIP_ENVIRONMENT": "production",
+        "FASTSHIP_JWT_SECRET_KEY": KEY,
+        "FASTSHIP_LOG_LEVEL": "WARNING",
+        **(IMAGE_ENV if allocator else {}),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "app", "migrate", "--termination-log", os.devnull],
+        env={**outer_environ(), **env},
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    return env
+
+
 def seed(base: str) -> tuple[dict[str, str], list[str]]:
     """A user with 100 items: its Authorization header and the items' ids."""
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -291,21 +316,7 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
     results: list[tuple[int, str, Result]] = []
     try:
         db = pg.create_database("bench")
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")},
-            "FASTSHIP_DATABASE_URL": pg.url(db),
-            "FASTSHIP_ENVIRONMENT": "production",
-            "FASTSHIP_JWT_SECRET_KEY": KEY,
-            "FASTSHIP_LOG_LEVEL": "WARNING",
-            **IMAGE_ENV,
-        }
-        subprocess.run(
-            [sys.executable, "-m", "app", "migrate", "--termination-log", "/nonexistent/t"],
-            env=env,
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-        )
+        env = {**outer_environ(), **production_env(pg.url(db))}
         port, ceiling_port = free_port(), free_port()
         base, ceil = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ceiling_port}"
         server = start_uvicorn("app.main:create_app", port, "asyncio", env)
@@ -430,20 +441,7 @@ def main() -> int:
     servers: list[AppServer] = []
     try:
         db = pg.create_database("bench")
-        env = {
-            "FASTSHIP_DATABASE_URL": pg.url(db),
-            "FASTSHIP_ENVIRONMENT": "production",
-            "FASTSHIP_JWT_SECRET_KEY": KEY,
-            "FASTSHIP_LOG_LEVEL": "WARNING",
-            **IMAGE_ENV,
-        }
-        subprocess.run(
-            [sys.executable, "-m", "app", "migrate", "--termination-log", str(work / "t")],
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("FASTSHIP_")}, **env},
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-        )
+        env = production_env(pg.url(db))
 
         # Time to ready: process start to the first 200 on /readyz, three starts.
         starts = []
@@ -462,29 +460,7 @@ def main() -> int:
         base = server.base_url
         wait_ceiling(ceiling_port, ceiling)
 
-        client = httpx.Client(base_url=base, timeout=30)
-        client.post(
-            "/api/v1/users/signup",
-            json={"email": "bench@example.com", "password": "benchmark password"},
-        ).raise_for_status()
-        token = client.post(
-            "/api/v1/auth/token",
-            data={"username": "bench@example.com", "password": "benchmark password"},
-        ).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        ids = [
-            client.post(
-                "/api/v1/items",
-                headers=auth,
-                json={
-                    "name": f"item {i}",
-                    "description": "a benchmark item with a short description",
-                    "price": f"{i}.99",
-                    "tags": ["bench", "load"],
-                },
-            ).json()["id"]
-            for i in range(100)
-        ]
+        auth, ids = seed(base)
 
         ceil = f"http://127.0.0.1:{ceiling_port}"
         get_auth = lua_request("GET", auth)
