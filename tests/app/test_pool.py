@@ -103,9 +103,10 @@ def test_no_waiter_starves_under_contention(pg_database: str) -> None:
 
     longest, total = asyncio.run(scenario())
     assert total == 200
-    # In line, a client waits for the 19 others at most (and the two connections'
-    # turns); overtaken, it can wait for many rounds of them.
-    assert max(longest.values()) <= 25, longest
+    # In line, a client waits for the 19 others at most, and for what the two connections
+    # and its own few turns of the loop let through (26 seen under load); overtaken, it
+    # waits for many rounds of them (68 on SQLAlchemy's pool alone).
+    assert max(longest.values()) <= 30, longest
 
 
 def test_a_wait_that_runs_out_answers_503_and_leaves_the_line(pg_database: str) -> None:
