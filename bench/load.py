@@ -135,9 +135,7 @@ def run(duration: int, connections: int, settings: dict[str, str] | None = None)
         raise SystemExit("wrk not found: apt-get install wrk (listed in .ci/packages.txt)")
     root = Path(tempfile.mkdtemp(prefix="fastship-load-"))
     # PostgresServer hands its directory to the postgres user when run as root.
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-load-pg-")))
-    pg.init()
-    pg.start()
+    pg = PostgresServer.temporary("fastship-load-pg-")
     server: AppServer | None = None
     try:
         from app.core import schema
@@ -206,8 +204,7 @@ def run(duration: int, connections: int, settings: dict[str, str] | None = None)
     finally:
         if server is not None:
             server.stop()
-        pg.stop("immediate")
-        shutil.rmtree(pg.root, ignore_errors=True)
+        pg.discard()
         shutil.rmtree(root, ignore_errors=True)
 
 

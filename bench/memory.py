@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 
@@ -84,9 +81,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     args = parser.parse_args()
     loads = [os.getloadavg()]
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
-    pg.init()
-    pg.start()
+    pg = PostgresServer.temporary("fastship-bench-pg-")
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[tuple[str, float, float, float]] = []
     try:
@@ -119,8 +114,7 @@ def main() -> int:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(30)
-        pg.stop("immediate")
-        shutil.rmtree(pg.root, ignore_errors=True)
+        pg.discard()
 
     print(
         f"\n{args.rounds} rounds; {args.logins} logins for unknown emails from "

@@ -28,9 +28,7 @@ import contextlib
 import importlib
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,9 +243,7 @@ def main() -> int:
             parser.error(f"unknown pool {name!r}: one of {', '.join(VARIANTS)}")
     skipped = [n for n in names if not available(n)]
     names = [n for n in names if n not in skipped]
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
-    pg.init()
-    pg.start()
+    pg = PostgresServer.temporary("fastship-bench-pg-")
     results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     try:
         db = pg.create_database("bench")
@@ -271,8 +267,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        pg.stop("immediate")
-        shutil.rmtree(pg.root, ignore_errors=True)
+        pg.discard()
 
     def med(name: str, key: str) -> float:
         return statistics.median(row[key] for row in results[name])

@@ -309,9 +309,7 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
     if len(loops) < len(LOOPS):
         print(f"not installed, left out: {', '.join(sorted(set(LOOPS) - set(loops)))}")
     loads = [os.getloadavg()]
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
-    pg.init()
-    pg.start()
+    pg = PostgresServer.temporary("fastship-bench-pg-")
     procs: list[subprocess.Popen[bytes]] = []
     results: list[tuple[int, str, Result]] = []
     try:
@@ -362,8 +360,7 @@ def compare_loops(rounds: int, duration: int, connections: int) -> int:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(30)
-        pg.stop("immediate")
-        shutil.rmtree(pg.root, ignore_errors=True)
+        pg.discard()
 
     rows = [
         "| run | loop | req/s (median) | p99 ms (median) | p99 ms (each round) "
@@ -434,9 +431,7 @@ def main() -> int:
     results: list[Result] = []
     extra: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="fastship-bench-"))
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="fastship-bench-pg-")))
-    pg.init()
-    pg.start()
+    pg = PostgresServer.temporary("fastship-bench-pg-")
     procs: list[subprocess.Popen[bytes]] = []
     servers: list[AppServer] = []
     try:
@@ -588,9 +583,8 @@ def main() -> int:
             proc.wait(30)
         for started in servers:
             started.stop(timeout=30)
-        pg.stop("immediate")
+        pg.discard()
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(pg.root, ignore_errors=True)
 
     by = {r.name: r for r in results}
     targets = {

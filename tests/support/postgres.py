@@ -97,6 +97,19 @@ class PostgresServer:
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
 
+    @classmethod
+    def temporary(cls, prefix: str = "fastship-pg-") -> PostgresServer:
+        """A new cluster in a fresh temporary directory, started; ``discard()`` ends it."""
+        server = cls(Path(tempfile.mkdtemp(prefix=prefix)))
+        server.init()
+        server.start()
+        return server
+
+    def discard(self) -> None:
+        """Stop the server at once and remove its directory."""
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def is_running(self) -> bool:
         return self._run("pg_ctl", "-D", str(self.datadir), "status", check=False).returncode == 0
 
@@ -142,15 +155,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    root = Path(tempfile.mkdtemp(prefix="fastship-pg-"))
-    server = PostgresServer(root)
-    server.init()
-    server.start()
+    server = PostgresServer.temporary()
     try:
         yield server
     finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+        server.discard()
 
 
 @pytest.fixture(scope="session")
